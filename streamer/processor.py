@@ -1,0 +1,102 @@
+"""The stateful per-stream stages: detect -> track -> identity -> anonymize, on one thread."""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+
+from streamer.anonymize import Anonymizer, create_anonymizer
+from streamer.config import PipelineConfig
+from streamer.detect import Detector, create_detector
+from streamer.errors import FawnError
+from streamer.identity import IdentityResolver, create_identity
+from streamer.stats import RunStats
+from streamer.track import SortTracker, Tracker
+from streamer.types import FaceDetections, Frame, Image
+
+log = logging.getLogger(__name__)
+
+
+def blur_frame(image: Image) -> Image:
+    """Fail-closed fallback: the whole frame blurred beyond recognition, in place."""
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, w // 32), max(1, h // 32)), interpolation=cv2.INTER_AREA)
+    image[...] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return image
+
+
+class FrameProcessor:
+    """The stateful per-stream stages. ``process`` anonymizes ``frame.image`` in place."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        tracker: Tracker,
+        identity: IdentityResolver,
+        anonymizer: Anonymizer,
+        every_n: int = 1,
+        on_error: str = "blur_frame",
+        stats: RunStats | None = None,
+    ) -> None:
+        self.detector = detector
+        self.tracker = tracker
+        self.identity = identity
+        self.anonymizer = anonymizer
+        self.every_n = every_n
+        self.on_error = on_error
+        self.stats = stats or RunStats()
+        self._count = 0
+
+    def process(self, frame: Frame) -> FaceDetections:
+        stats = self.stats
+        detect_now = self._count % self.every_n == 0
+        self._count += 1
+        failed = False
+        found = FaceDetections.empty()
+        if detect_now:
+            try:
+                with stats.timed("detect"):
+                    found = self.detector.detect(frame.image)
+            except FawnError as exc:  # fail closed: known tracks and (by default) the whole frame
+                log.error("detector failed on frame %d: %s", frame.index, exc)
+                stats.detector_errors += 1
+                failed = True
+        with stats.timed("track"):
+            if detect_now and not failed:
+                tracked = self.tracker.update(found, frame.index)
+            else:
+                tracked = self.tracker.predict(frame.index)
+        with stats.timed("identity"):
+            tracked = self.identity.resolve(frame.image, tracked)
+        with stats.timed("anonymize"):
+            self.anonymizer.apply(frame.image, tracked)
+            if failed and self.on_error == "blur_frame":
+                blur_frame(frame.image)
+        self._count_faces(tracked)
+        return tracked
+
+    def close(self) -> None:
+        """Release per-run state (the identity audit log writes its last records)."""
+        close = getattr(self.identity, "close", None)
+        if close is not None:
+            close()
+
+    def _count_faces(self, tracked: FaceDetections) -> None:
+        assert tracked.visible is not None and tracked.track_id is not None
+        visible = int(tracked.visible.sum())
+        self.stats.faces_visible += visible
+        self.stats.faces_anonymized += len(tracked) - visible
+        self.stats.track_ids.update(int(t) for t in tracked.track_id)
+        self.stats.active_tracks = len(tracked)
+
+
+def build_processor(cfg: PipelineConfig, stats: RunStats | None = None) -> FrameProcessor:
+    """Load the models and stages a config names."""
+    detector = create_detector(cfg.detector)
+    t = cfg.tracker
+    tracker = SortTracker(t.max_coast, t.iou_threshold, t.max_center_jump, t.box_grow_per_frame)
+    stats = stats if stats is not None else RunStats()
+    identity = create_identity(cfg.identity, stats)
+    anonymizer = create_anonymizer(cfg.anonymizer)
+    return FrameProcessor(detector, tracker, identity, anonymizer, cfg.detector.every_n, cfg.on_error, stats)

@@ -1,0 +1,88 @@
+"""The stages together on real faces: no face-frame is ever left recognizable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamer import verify
+from streamer.config import load_config
+from streamer.detect import CenterFaceDetector
+from streamer.errors import EngineError
+from streamer.processor import FrameProcessor, build_processor
+from streamer.types import FaceDetections, Frame, Image
+
+
+class BlinkingDetector:
+    """The real detector, but blind on chosen frames (a detector miss)."""
+
+    def __init__(self, inner: CenterFaceDetector, blind: set[int]) -> None:
+        self.inner, self.blind, self.calls = inner, blind, 0
+
+    def detect(self, image: Image) -> FaceDetections:
+        self.calls += 1
+        return FaceDetections.empty() if (self.calls - 1) in self.blind else self.inner.detect(image)
+
+
+class FailingDetector(BlinkingDetector):
+    def detect(self, image: Image) -> FaceDetections:
+        self.calls += 1
+        if (self.calls - 1) in self.blind:
+            raise EngineError("injected failure")
+        return self.inner.detect(image)
+
+
+def _run(processor: FrameProcessor, frames: list[tuple[Image, np.ndarray]]) -> verify.RecallReport:
+    pairs = []
+    for i, (image, gt) in enumerate(frames):
+        frame = Frame(image.copy(), i)
+        processor.process(frame)
+        pairs.append((image, frame.image, gt))
+    return verify.face_recall(pairs)
+
+
+def _processor(detector: object, **overrides: object) -> FrameProcessor:
+    proc = build_processor(load_config(None, dict(overrides)))
+    proc.detector = detector  # type: ignore[assignment]
+    return proc
+
+
+@pytest.mark.parametrize("every_n", [1, 3])
+def test_no_face_frame_leaks(detector: CenterFaceDetector, demo_frames: list[tuple[Image, np.ndarray]], every_n: int) -> None:
+    report = _run(_processor(detector, **{"detector.every_n": every_n}), demo_frames)
+    assert report.faces > 100
+    assert report.recall == 1.0, f"leaked in frames {report.leaked_frames}"
+    assert report.min_background_psnr > 40
+
+
+def test_detector_blinks_are_covered_by_coasting(detector: CenterFaceDetector, demo_frames: list[tuple[Image, np.ndarray]]) -> None:
+    blind = {5, 6, 7, 20, 40, 41, 42, 43, 44, 45, 46, 47}
+    proc = _processor(BlinkingDetector(detector, blind))
+    report = _run(proc, demo_frames[:60])
+    assert report.recall == 1.0, f"leaked in frames {report.leaked_frames}"
+    assert proc.stats.detector_errors == 0
+
+
+def test_detector_errors_fail_closed(detector: CenterFaceDetector, demo_frames: list[tuple[Image, np.ndarray]]) -> None:
+    failing = {0, 1, 10, 11, 12}  # including the very first frame: no track exists yet
+    proc = _processor(FailingDetector(detector, failing))
+    report = _run(proc, demo_frames[:20])
+    assert report.recall == 1.0
+    assert proc.stats.detector_errors == len(failing)
+
+
+def test_detector_errors_with_tracks_only_mode_still_hide_known_tracks(
+    detector: CenterFaceDetector, demo_frames: list[tuple[Image, np.ndarray]]
+) -> None:
+    proc = _processor(FailingDetector(detector, {10, 11, 12}), on_error="tracks")
+    report = _run(proc, demo_frames[:20])
+    assert report.recall == 1.0
+
+
+def test_stats_count_tracks_and_faces(detector: CenterFaceDetector, demo_frames: list[tuple[Image, np.ndarray]]) -> None:
+    proc = _processor(detector)
+    _run(proc, demo_frames[:30])
+    data = proc.stats.to_json()
+    assert data["tracks"] == 2
+    assert data["faces_anonymized"] >= 58
+    assert set(data["stage_ms"]) >= {"detect", "track", "identity", "anonymize"}
