@@ -9,7 +9,7 @@ STAMP := $(VENV)/.fawn-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,webrtc]"
 	# insightface's wheel carries real group photos (t1.jpg) the tests use; --no-deps keeps
 	# its opencv-python (GUI build) from landing next to opencv-python-headless
 	$(BIN)/pip install -q --no-deps insightface==2.1
@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # system packages the tests use (RTSP server); needs root, skips what is installed
-system:
+system: setup
 	bash scripts/setup_system.sh
+	bash scripts/setup_browser.sh $(VENV)
 
 demo: setup
 	mkdir -p out

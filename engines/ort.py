@@ -34,6 +34,8 @@ class OnnxRuntimeEngine:
         opts.log_severity_level = 3
         opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # no busy-waiting worker threads: on few cores they starve the decode/encode threads
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         wanted = [p for p in PROVIDERS[device] if p in ort.get_available_providers()]
         try:
             self._session = ort.InferenceSession(str(path), sess_options=opts, providers=wanted or ["CPUExecutionProvider"])

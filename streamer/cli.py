@@ -15,14 +15,15 @@ from typing import Any
 
 from streamer.config import METHODS, MODES, PipelineConfig, load_config
 from streamer.enroll import IDENTITY_RUN_OPTIONS, add_enroll_parser, add_identity_run_args
-from streamer.errors import FawnError
+from streamer.errors import ConfigError, FawnError
+from streamer.web.cli import add_serve_parser
 
 log = logging.getLogger("fawn")
 
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="anonymize a video file, RTSP stream, webcam or the demo clip")
-    p.add_argument("source", help="video path, rtsp://..., cam:N, or 'demo'")
+    p.add_argument("source", help="video path, a folder of videos (batch), rtsp://..., cam:N, or 'demo'")
     p.add_argument("-o", "--output", required=True, help="output path, rtsp://..., or 'null'")
     p.add_argument("-c", "--config", help="YAML config path or preset name (default, cctv, dashcam, webrtc)")
     p.add_argument("--method", choices=METHODS, help="anonymization method")
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fawn", description="Real-time face anonymizer for live video.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_run, _add_doctor, _add_bench, add_enroll_parser):
+    for add in (_add_run, _add_doctor, _add_bench, add_enroll_parser, add_serve_parser):
         add(sub)
     return parser
 
@@ -96,6 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streamer.pipeline import RunOptions, run
 
     cfg: PipelineConfig = load_config(args.config, run_overrides(args))
+    if Path(args.source).is_dir():
+        return _run_batch(args, cfg)
     with stop_on_signals() as stop:
         options = RunOptions(stop=stop, progress=not args.no_progress and cfg.io.progress, max_frames=args.max_frames)
         stats = run(args.source, args.output, cfg, options)
@@ -108,6 +111,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.stats_json:
         Path(args.stats_json).write_text(json.dumps(summary, indent=2))
     return 0
+
+
+def _run_batch(args: argparse.Namespace, cfg: PipelineConfig) -> int:
+    from streamer.batch import run_batch
+
+    if args.output == "null" or Path(args.output).is_file():
+        raise ConfigError(f"a folder source needs an output folder, got '{args.output}'")
+    with stop_on_signals() as stop:
+        result = run_batch(Path(args.source), Path(args.output), cfg, stop, progress=not args.no_progress)
+    log.info("%s", result.summary())
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps(result.__dict__, indent=2))
+    return 1 if result.failed else 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

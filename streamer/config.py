@@ -22,7 +22,7 @@ from streamer.errors import ConfigError
 DETECTORS = ("centerface",)
 ENGINES = ("onnxruntime", "tensorrt", "torch")
 DEVICES = ("cpu", "cuda", "tensorrt")
-METHODS = ("blur", "pixelate", "solid")
+METHODS = ("blur", "pixelate", "solid", "ksame", "diffusion")
 MODES = ("exempt", "target", "all")
 SHAPES = ("ellipse", "box")
 ON_ERROR = ("blur_frame", "tracks")
@@ -172,12 +172,99 @@ class IdentityConfig:
 
 
 @dataclass(frozen=True)
+class KSameConfig:
+    """k-Same (``anonymizer.method: ksame``): every face is replaced by the average aligned face
+    of a cluster of at least ``k`` gallery faces (clustered by identity embedding), pasted back.
+
+    ``faces``: a folder of face photos (the k-Same gallery; a ``fawn enroll`` gallery holds
+    no photos and cannot be used). ``size``: side of the aligned crops in pixels;
+    ``padding``: crop margin around the face (dlib chip padding); ``feather``: soft edge of the
+    pasted face as a fraction of its radius.
+    """
+
+    k: int = 3
+    faces: str | None = None
+    size: int = 128
+    padding: float = 0.35
+    feather: float = 0.15
+
+    def __post_init__(self) -> None:
+        _require(self.k >= 2, "ksame.k", "must be >= 2")
+        _require(32 <= self.size <= 512, "ksame.size", "must be in [32, 512]")
+        _require(0.1 <= self.padding <= 1.0, "ksame.padding", "must be in [0.1, 1]")
+        _require(0.0 <= self.feather <= 0.5, "ksame.feather", "must be in [0, 0.5]")
+
+
+DIFFUSION_SCHEDULERS = ("dpmsolver++", "ddim")
+DIFFUSION_DEVICES = ("auto", "cpu", "cuda")
+DIFFUSION_PRECISIONS = ("auto", "fp16", "fp32")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Diffusion anonymizer (``anonymizer.method: diffusion``): each hidden face becomes a synthetic one.
+
+    ``model``: a face_anon_simple-style folder (``unet/``, ``referencenet/``,
+    ``conditioning_referencenet/``, ``vae/``, ``image_encoder/``, ``scheduler/``).
+    ``backend``: torch, onnxruntime or tensorrt (the last two run engines that
+    ``fawn export`` writes to ``engine_dir``, building them on first use);
+    ``device``/``precision``: ``auto`` is cuda+fp16 when a GPU is visible, else cpu+fp32.
+    ``anonymization_degree`` > 1 pushes away from the source identity;
+    ``guidance_scale`` is classifier-free guidance; ``resolution``: crop side
+    (None: the model's native one). Real time: each track gets a keyframe at
+    most every ``keyframe_interval`` frames (and only when its aligned face changed
+    by more than ``change_threshold``); in between its last synthetic face is
+    warped to the current landmarks. Up to ``max_batch`` faces share a batch.
+    The frame loop waits at most ``latency_budget_ms`` for a keyframe (0: never;
+    raise it for offline files); a face whose keyframe is more than ``max_lag``
+    frames late, failed, or not made yet is blurred.
+    """
+
+    model: str | None = None
+    backend: str = _choice("torch", ENGINES)
+    device: str = _choice("auto", DIFFUSION_DEVICES)
+    precision: str = _choice("auto", DIFFUSION_PRECISIONS)
+    engine_dir: str | None = None
+    anonymization_degree: float = 1.25
+    guidance_scale: float = 4.0
+    num_inference_steps: int = 8
+    scheduler: str = _choice("dpmsolver++", DIFFUSION_SCHEDULERS)
+    resolution: int | None = None
+    seed: int = 0
+    keyframe_interval: int = 6
+    change_threshold: float = 0.03
+    max_lag: int = 15
+    max_batch: int = 4
+    latency_budget_ms: float = 0.0
+    feather: float = 0.2
+    colour_match: bool = True
+    evict_after: int = 90
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.anonymization_degree <= 3.0, "diffusion.anonymization_degree", "must be in [0, 3]")
+        _require(self.guidance_scale >= 1.0, "diffusion.guidance_scale", "must be >= 1 (1 = no guidance)")
+        _require(1 <= self.num_inference_steps <= 200, "diffusion.num_inference_steps", "must be in [1, 200]")
+        _require(self.resolution is None or 32 <= self.resolution <= 2048, "diffusion.resolution", "must be in [32, 2048] or null (native)")
+        _require(self.keyframe_interval >= 1, "diffusion.keyframe_interval", "must be >= 1")
+        _require(self.change_threshold >= 0, "diffusion.change_threshold", "must be >= 0")
+        _require(self.max_lag >= 0, "diffusion.max_lag", "must be >= 0 (frames)")
+        _require(1 <= self.max_batch <= 64, "diffusion.max_batch", "must be in [1, 64]")
+        _require(self.latency_budget_ms >= 0, "diffusion.latency_budget_ms", "must be >= 0")
+        _require(0.0 <= self.feather <= 1.0, "diffusion.feather", "must be in [0, 1]")
+        _require(self.evict_after >= 1, "diffusion.evict_after", "must be >= 1")
+        _require(self.threads >= 0, "diffusion.threads", "must be >= 0 (0 = default)")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     anonymizer: AnonymizerConfig = field(default_factory=AnonymizerConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     io: IOConfig = field(default_factory=IOConfig)
+    ksame: KSameConfig = field(default_factory=KSameConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     # detector failure on a frame: blur the whole frame, or only the known tracks
     on_error: str = _choice("blur_frame", ON_ERROR)
 

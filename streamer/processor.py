@@ -11,6 +11,7 @@ from streamer.config import PipelineConfig
 from streamer.detect import Detector, create_detector
 from streamer.errors import FawnError
 from streamer.identity import IdentityResolver, create_identity
+from streamer.scene import CutDetector
 from streamer.stats import RunStats
 from streamer.track import SortTracker, Tracker
 from streamer.types import FaceDetections, Frame, Image
@@ -46,10 +47,22 @@ class FrameProcessor:
         self.every_n = every_n
         self.on_error = on_error
         self.stats = stats or RunStats()
+        self.cut = CutDetector()
         self._count = 0
+
+    def detect_next(self) -> None:
+        """Run the detector on the next frame whatever the stride (tracks are kept and coast)."""
+        self._count = 0
+
+    def reset(self) -> None:
+        """Forget every track and detect on the next frame (a new stream, a replay)."""
+        self.tracker.reset()
+        self.detect_next()
 
     def process(self, frame: Frame) -> FaceDetections:
         stats = self.stats
+        if self.cut(frame.image):  # after a jump, predicted tracks cover where faces *were*
+            self.detect_next()
         detect_now = self._count % self.every_n == 0
         self._count += 1
         failed = False

@@ -4,15 +4,31 @@ from __future__ import annotations
 
 from streamer.anonymize.base import Anonymizer
 from streamer.anonymize.filters import BlurAnonymizer, PixelateAnonymizer, SolidAnonymizer
-from streamer.config import METHODS, AnonymizerConfig
+from streamer.config import METHODS, AnonymizerConfig, DiffusionConfig, IdentityConfig, KSameConfig
 from streamer.errors import ConfigError
 
 
-def create_anonymizer(cfg: AnonymizerConfig) -> Anonymizer:
+def create_anonymizer(
+    cfg: AnonymizerConfig,
+    *,
+    ksame: KSameConfig | None = None,
+    identity: IdentityConfig | None = None,
+    diffusion: DiffusionConfig | None = None,
+) -> Anonymizer:
+    """The anonymizer ``cfg.method`` names. ``ksame`` (gallery folder, k) and ``identity``
+    (the embedding model) are used by the ``ksame`` method only."""
     if cfg.method == "blur":
         return BlurAnonymizer(strength=cfg.strength, padding=cfg.padding, feather=cfg.feather, shape=cfg.shape)
     if cfg.method == "pixelate":
         return PixelateAnonymizer(blocks=cfg.blocks, padding=cfg.padding, feather=cfg.feather, shape=cfg.shape)
     if cfg.method == "solid":
         return SolidAnonymizer(color=cfg.color, padding=cfg.padding, feather=cfg.feather, shape=cfg.shape)
+    if cfg.method == "ksame":
+        from streamer.anonymize.ksame import create_ksame
+
+        return create_ksame(cfg, ksame or KSameConfig(), identity or IdentityConfig())
+    if cfg.method == "diffusion":  # the model folder and engines come from ``diffusion``
+        from streamer.anonymize.diffusion import create_diffusion_anonymizer
+
+        return create_diffusion_anonymizer(diffusion or DiffusionConfig(), cfg)
     raise ConfigError(f"anonymizer.method: '{cfg.method}' is not valid (choices: {', '.join(METHODS)})")

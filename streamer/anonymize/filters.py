@@ -10,13 +10,15 @@ from streamer.types import Image
 
 
 class BlurAnonymizer(RegionAnonymizer):
-    """Gaussian blur whose kernel is ``strength`` x the face size.
+    """Gaussian blur whose kernel is ``strength`` x the face size, and at least
+    ``MIN_KERNEL`` pixels so that small (20-50 px) faces lose their detail too.
 
     Computed on a downscaled copy (the result is just as smooth, and the cost no
     longer grows with the kernel), then scaled back up.
     """
 
     SMALL_KERNEL = 9
+    MIN_KERNEL = 31.0
 
     def __init__(
         self, strength: float = 0.5, padding: float = 0.25, feather: float = 0.15, shape: str = "ellipse"
@@ -26,7 +28,7 @@ class BlurAnonymizer(RegionAnonymizer):
 
     def filter(self, roi: Image, region: Region) -> Image:
         h, w = roi.shape[:2]
-        kernel = max(3.0, self.strength * region.face_size)
+        kernel = max(self.MIN_KERNEL, self.strength * region.face_size)
         factor = min(1.0, self.SMALL_KERNEL / kernel)
         sw, sh = max(1, round(w * factor)), max(1, round(h * factor))
         small = cv2.resize(roi, (sw, sh), interpolation=cv2.INTER_AREA)

@@ -53,3 +53,14 @@ def test_faces_at_the_frame_border_are_clipped() -> None:
     dets = _faces(np.array([[-30, -20, 40, 50], [150, 100, 200, 160]], np.float32))
     out = create_anonymizer(AnonymizerConfig(method="solid", feather=0.0)).apply(frame.copy(), dets)
     assert (out[10, 10] == 0).all() and (out[115, 158] == 0).all()
+
+
+@pytest.mark.parametrize("size", [22, 30, 40])
+def test_small_faces_are_blurred_beyond_recognition_too(size: int) -> None:
+    from streamer import demo
+
+    ast, grace = demo.default_photos()
+    spec = demo.ClipSpec(actors=(demo.Actor(ast, size, (0.3, 0.4), (0, 0)), demo.Actor(grace, size, (0.7, 0.6), (0, 0))))
+    frame, gt = next(demo.render(spec))
+    out = create_anonymizer(AnonymizerConfig()).apply(frame.copy(), _faces(gt))
+    assert all(verify.face_hidden(frame, out, box) for box in gt)

@@ -1,0 +1,86 @@
+"""``fawn serve``: the command-line piece (registered by :mod:`streamer.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from streamer.config import METHODS, MODES, load_config
+
+log = logging.getLogger("fawn")
+
+
+def add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="live anonymized preview in a browser over WebRTC (a source, or the browser's camera)",
+        description="Serve a page that shows SOURCE anonymized over WebRTC to several viewers at once. "
+        "Without SOURCE the page offers 'use my camera': the browser's webcam is anonymized on the "
+        "server and sent back.",
+    )
+    p.add_argument("source", nargs="?", help="video path, rtsp://..., cam:N, or 'demo' (default: browser camera)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need a token)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    p.add_argument("-c", "--config", default=None, help="YAML config path or preset (default: the webrtc preset)")
+    p.add_argument("--token", help="access token for the page and /offer (generated when binding a non-loopback host)")
+    p.add_argument("--max-peers", type=int, default=4, help="concurrent WebRTC peers (default 4)")
+    p.add_argument("--method", choices=METHODS, help="initial anonymization method")
+    p.add_argument("--gallery", help="gallery of registered people (fawn enroll)")
+    p.add_argument("--mode", choices=MODES, help="initial mode: exempt, target or all")
+    p.add_argument("--labels", action="store_true", help="label registered people shown with their names")
+    p.add_argument(
+        "--ice-server", action="append", default=[], metavar="URL",
+        help="STUN/TURN server URL (repeatable; none is contacted unless given)",
+    )
+    p.add_argument("--ice-username", help="TURN username")
+    p.add_argument("--ice-credential", help="TURN password")
+    p.set_defaults(func=cmd_serve)
+
+
+def serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    mapping = {"method": "anonymizer.method", "gallery": "identity.gallery", "mode": "identity.mode"}
+    return {key: getattr(args, name) for name, key in mapping.items() if getattr(args, name, None) is not None}
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from streamer.web import require_webrtc
+
+    require_webrtc()
+    from streamer.web.server import ServeOptions, is_loopback, new_token
+
+    cfg = load_config(args.config or "webrtc", serve_overrides(args))
+    token = args.token
+    if token is None and not is_loopback(args.host):
+        token = new_token()
+        log.warning("binding %s: generated an access token (pass --token to choose one)", args.host)
+    options = ServeOptions(
+        source=args.source, host=args.host, port=args.port, token=token, max_peers=args.max_peers,
+        ice_servers=tuple(args.ice_server), ice_username=args.ice_username,
+        ice_credential=args.ice_credential, labels=args.labels,
+    )
+
+    def ready(url: str) -> None:
+        sys.stdout.write(f"fawn serve: open {url}\n")
+        sys.stdout.flush()
+
+    asyncio.run(_serve_until_signal(cfg, options, ready))
+    return 0
+
+
+async def _serve_until_signal(cfg: Any, options: Any, ready: Any) -> None:
+    from streamer.web.server import run_server
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await run_server(cfg, options, stop, ready)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    log.info("stopped")
