@@ -9,7 +9,9 @@ STAMP := $(VENV)/.fawn-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,webrtc]"
+	# the CPU build of torch first (it lies on this disk); a bare requirement would pull CUDA
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev,webrtc,diffusion]"
 	# insightface's wheel carries real group photos (t1.jpg) the tests use; --no-deps keeps
 	# its opencv-python (GUI build) from landing next to opencv-python-headless
 	$(BIN)/pip install -q --no-deps insightface==2.1
@@ -28,10 +30,10 @@ demo: setup
 	$(BIN)/fawn run demo -o out/demo.mp4 --stats-json out/demo-stats.json
 
 test: setup system
-	$(BIN)/python -m pytest -q -m "not gpu"
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not gpu"
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not gpu and not rtsp and not slow"
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not gpu and not rtsp and not slow and not browser"
 
 lint: setup
 	$(BIN)/ruff check streamer engines export tests scripts

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from export.cli import add_export_parser
+from streamer.anonymize.diffusion import DIFFUSION_RUN_OPTIONS, add_diffusion_run_args
 from streamer.config import METHODS, MODES, PipelineConfig, load_config
 from streamer.enroll import IDENTITY_RUN_OPTIONS, add_enroll_parser, add_identity_run_args
 from streamer.errors import ConfigError, FawnError
@@ -34,6 +36,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--no-progress", action="store_true", help="no progress bar / live stats line")
     add_identity_run_args(p)
+    add_diffusion_run_args(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -59,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fawn", description="Real-time face anonymizer for live video.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_run, _add_doctor, _add_bench, add_enroll_parser, add_serve_parser):
+    for add in (_add_run, _add_doctor, _add_bench, add_enroll_parser, add_serve_parser, add_export_parser):
         add(sub)
     return parser
 
@@ -72,6 +75,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "mode": "identity.mode",
         "every_n": "detector.every_n",
         **IDENTITY_RUN_OPTIONS,
+        **DIFFUSION_RUN_OPTIONS,
     }
     return {key: getattr(args, name) for name, key in mapping.items() if getattr(args, name, None) is not None}
 

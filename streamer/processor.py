@@ -90,10 +90,11 @@ class FrameProcessor:
         return tracked
 
     def close(self) -> None:
-        """Release per-run state (the identity audit log writes its last records)."""
-        close = getattr(self.identity, "close", None)
-        if close is not None:
-            close()
+        """Release per-run state (the identity audit log, the diffusion worker)."""
+        for stage in (self.identity, self.anonymizer):
+            close = getattr(stage, "close", None)
+            if close is not None:
+                close()
 
     def _count_faces(self, tracked: FaceDetections) -> None:
         assert tracked.visible is not None and tracked.track_id is not None
@@ -111,5 +112,5 @@ def build_processor(cfg: PipelineConfig, stats: RunStats | None = None) -> Frame
     tracker = SortTracker(t.max_coast, t.iou_threshold, t.max_center_jump, t.box_grow_per_frame)
     stats = stats if stats is not None else RunStats()
     identity = create_identity(cfg.identity, stats)
-    anonymizer = create_anonymizer(cfg.anonymizer)
+    anonymizer = create_anonymizer(cfg.anonymizer, ksame=cfg.ksame, identity=cfg.identity, diffusion=cfg.diffusion)
     return FrameProcessor(detector, tracker, identity, anonymizer, cfg.detector.every_n, cfg.on_error, stats)

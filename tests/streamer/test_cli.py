@@ -63,7 +63,7 @@ def _fawn(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     ("make", "needle"),
     [
         (lambda d: d / "missing.mp4", "not found"),
-        (lambda d: d, "directory"),
+        (lambda d: d, "no video files"),
         (lambda d: (d / "notes.mp4").write_text("hello, not a video") and d / "notes.mp4", ""),
         (lambda d: (d / "empty.mp4").write_bytes(b"") or d / "empty.mp4", ""),
     ],
@@ -88,7 +88,7 @@ def test_bad_config_rejected_before_models_load(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(engines, "create", no_models)
     assert main(["run", "demo", "-o", "null", "-c", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "anonymizer.method: 'swirl' is not valid (choices: blur, pixelate, solid)" in err
+    assert "anonymizer.method: 'swirl' is not valid (choices: blur, pixelate, solid, ksame, diffusion)" in err
 
 
 def test_bad_output_folder(tmp_path: Path) -> None:

@@ -1,0 +1,35 @@
+"""Diffusion anonymizer: each hidden face becomes a synthetic face, one stable identity per track.
+
+A reimplementation of the method of Kung et al. 2024, "Face Anonymization Made
+Simple" (arXiv 2411.00762), on diffusers' own classes, made to keep up with a
+live stream: per-track cached state, keyframes batched across faces on a
+worker thread, the last synthetic face warped to the current landmarks in
+between, and blur whenever no synthetic face is ready. Heavy dependencies
+(torch, diffusers, transformers) load only when the method is used.
+
+Modules: ``info`` (model folder configs), ``loader`` (strict loading),
+``attention`` (reference-attention processors), ``modules`` (the networks'
+I/O modules for export and torch), ``sampler`` (batched synthesis),
+``crop`` (alignment, paste-back, colour matching), ``worker`` (the thread),
+``anonymizer`` (per-track keyframes and fallbacks), ``runtime`` (assembly),
+``cli`` (``fawn run`` options).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from streamer.anonymize.diffusion.cli import DIFFUSION_RUN_OPTIONS, add_diffusion_run_args
+
+if TYPE_CHECKING:
+    from streamer.anonymize.diffusion.anonymizer import DiffusionAnonymizer
+    from streamer.config import AnonymizerConfig, DiffusionConfig
+
+__all__ = ["DIFFUSION_RUN_OPTIONS", "add_diffusion_run_args", "create_diffusion_anonymizer"]
+
+
+def create_diffusion_anonymizer(cfg: DiffusionConfig, anon: AnonymizerConfig | None = None) -> DiffusionAnonymizer:
+    """See :func:`streamer.anonymize.diffusion.runtime.create_diffusion_anonymizer`."""
+    from streamer.anonymize.diffusion.runtime import create_diffusion_anonymizer as create
+
+    return create(cfg, anon)

@@ -1,0 +1,6 @@
+"""Fixtures of the export tests: the tiny face_anon_simple-style model and its fp32 ONNX export
+(both session-scoped, defined in tests/export/tiny_models.py)."""
+
+from tests.export.tiny_models import fp32_export, tiny_model_dir
+
+__all__ = ["fp32_export", "tiny_model_dir"]
