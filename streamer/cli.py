@@ -18,6 +18,7 @@ from streamer.anonymize.diffusion import DIFFUSION_RUN_OPTIONS, add_diffusion_ru
 from streamer.config import METHODS, MODES, PipelineConfig, load_config
 from streamer.enroll import IDENTITY_RUN_OPTIONS, add_enroll_parser, add_identity_run_args
 from streamer.errors import ConfigError, FawnError
+from streamer.evaluate.cli import add_eval_parser, add_sweep_parser
 from streamer.web.cli import add_serve_parser
 
 log = logging.getLogger("fawn")
@@ -62,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fawn", description="Real-time face anonymizer for live video.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_run, _add_doctor, _add_bench, add_enroll_parser, add_serve_parser, add_export_parser):
+    for add in (_add_run, _add_doctor, _add_bench, add_enroll_parser, add_serve_parser, add_export_parser,
+                add_eval_parser, add_sweep_parser):
         add(sub)
     return parser
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env python3
+"""Benchmark transcode-only vs fawn vs deface on the same clip (same as ``fawn bench``).
+
+Usage: scripts/bench.py [--seconds 10] [--every-n N] [--no-deface] [--json P] [--plot P.png]
+See ``fawn bench --help`` and docs/benchmarks.md.
+"""
+
+import sys
+
+from streamer.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["bench", *sys.argv[1:]]))
