@@ -13,7 +13,7 @@ the same tracked detections:
 
 Usage::
 
-    python scripts/bench_identity.py [--seconds 5] [--threads 2] [--repeats 3] [--out docs/benchmarks-identity.md]
+    python scripts/bench_identity.py [--seconds 5] [--threads 2] [--repeats 3] [--out out/bench-identity.md]
 
 Needs insightface's t1.jpg (``pip install --no-deps insightface==2.1``).
 """

@@ -51,6 +51,7 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("bench", help="transcode-only vs fawn vs deface on the same clip")
     p.add_argument("--clip", help="video to benchmark (default: a clip made from real face photos)")
     p.add_argument("--seconds", type=float, default=10.0, help="length of the generated clip")
+    p.add_argument("--size", default="640x480", help="size of the generated clip, WIDTHxHEIGHT")
     p.add_argument("--every-n", type=int, default=None, help="detector stride for the fawn run")
     p.add_argument("--no-deface", action="store_true", help="skip the deface peer run")
     p.add_argument("--deface", default=None, help="deface executable (default: .venv-deface/bin/deface)")
@@ -141,13 +142,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from streamer.bench import BenchOptions, run_bench
+    from streamer.bench import BenchOptions, run_bench_at
 
     opts = BenchOptions(
         clip=args.clip, seconds=args.seconds, every_n=args.every_n, deface=None if args.no_deface else (args.deface or ""),
         json_path=args.json, plot_path=args.plot,
     )
-    sys.stdout.write(run_bench(opts))
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size: expected WIDTHxHEIGHT such as 640x480, got '{args.size}'") from None
+    sys.stdout.write(run_bench_at(opts, width, height))
     return 0
 
 

@@ -40,9 +40,9 @@ class DetectorConfig:
     model: str | None = None
     engine: str = _choice("onnxruntime", ENGINES)
     device: str = _choice("cpu", DEVICES)
-    threshold: float = 0.35
+    threshold: float = 0.25
     nms_iou: float = 0.3
-    max_side: int = 640
+    max_side: int = 960
     every_n: int = 1
     threads: int = 0
 

@@ -36,9 +36,9 @@ class CenterFaceDetector:
         model: str | Path | None = None,
         engine: str = "onnxruntime",
         device: str = "cpu",
-        threshold: float = 0.35,
+        threshold: float = 0.25,
         nms_iou: float = 0.3,
-        max_side: int = 640,
+        max_side: int = 960,
         threads: int = 0,
     ) -> None:
         path = Path(model) if model else engines.builtin_model("centerface")
