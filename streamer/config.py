@@ -34,7 +34,9 @@ def _choice(default: str, choices: tuple[str, ...]) -> Any:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Face detector. ``every_n`` > 1 detects on every Nth frame; the tracker predicts between."""
+    """Face detector. ``every_n`` > 1 detects on every Nth frame; the tracker predicts between.
+    ``adaptive``: with ``every_n`` > 1, still detect every frame while a track is new
+    or coasting (the frames where skipping would risk a face)."""
 
     backend: str = _choice("centerface", DETECTORS)
     model: str | None = None
@@ -44,6 +46,7 @@ class DetectorConfig:
     nms_iou: float = 0.3
     max_side: int = 960
     every_n: int = 1
+    adaptive: bool = True
     threads: int = 0
 
     def __post_init__(self) -> None:
@@ -61,7 +64,7 @@ class TrackerConfig:
     max_coast: int = 30
     iou_threshold: float = 0.1
     max_center_jump: float = 1.0
-    box_grow_per_frame: float = 0.04
+    box_grow_per_frame: float = 0.08
 
     def __post_init__(self) -> None:
         _require(self.max_coast >= 0, "tracker.max_coast", "must be >= 0")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ from streamer.gallery import Gallery, check_name
 from streamer.types import FaceDetections, Image
 
 log = logging.getLogger(__name__)
+
+ENROLL_THRESHOLD = 0.5  # detector score a face in an enrolment photo needs
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 # `fawn run` options added by add_identity_run_args -> config keys (merge into the run overrides)
@@ -127,7 +129,9 @@ def enroll(options: EnrollOptions, cfg: PipelineConfig) -> Gallery:
     output = Path(options.output)
     gallery = Gallery.load(output) if output.exists() else Gallery(embedder.model_id, embedder.dim)
     gallery.check_model(embedder.model_id, str(output))
-    detector = create_detector(cfg.detector)
+    # enrolment photos are portraits: a stricter detector threshold than the stream's
+    # (which favours recall) keeps stray low-score detections from counting as faces
+    detector = create_detector(replace(cfg.detector, threshold=max(cfg.detector.threshold, ENROLL_THRESHOLD)))
     vectors: dict[str, list[np.ndarray]] = defaultdict(list)
     problems = []
     for photo in photos:

@@ -18,6 +18,8 @@ from streamer.types import FaceDetections, Frame, Image
 
 log = logging.getLogger(__name__)
 
+SETTLE_FRAMES = 4  # a track younger than this (in frames) keeps the detector on every frame
+
 
 def blur_frame(image: Image) -> Image:
     """Fail-closed fallback: the whole frame blurred beyond recognition, in place."""
@@ -39,6 +41,7 @@ class FrameProcessor:
         every_n: int = 1,
         on_error: str = "blur_frame",
         stats: RunStats | None = None,
+        adaptive: bool = True,
     ) -> None:
         self.detector = detector
         self.tracker = tracker
@@ -47,8 +50,11 @@ class FrameProcessor:
         self.every_n = every_n
         self.on_error = on_error
         self.stats = stats or RunStats()
+        self.adaptive = adaptive
         self.cut = CutDetector()
         self._count = 0
+        self._first_seen: dict[int, int] = {}
+        self._unsettled = True
 
     def detect_next(self) -> None:
         """Run the detector on the next frame whatever the stride (tracks are kept and coast)."""
@@ -60,23 +66,12 @@ class FrameProcessor:
         self.detect_next()
 
     def process(self, frame: Frame) -> FaceDetections:
+        """Detect (or predict), track, resolve identity and anonymize ``frame.image`` in place."""
         stats = self.stats
-        if self.cut(frame.image):  # after a jump, predicted tracks cover where faces *were*
-            self.detect_next()
-        detect_now = self._count % self.every_n == 0
-        self._count += 1
-        failed = False
-        found = FaceDetections.empty()
-        if detect_now:
-            try:
-                with stats.timed("detect"):
-                    found = self.detector.detect(frame.image)
-            except FawnError as exc:  # fail closed: known tracks and (by default) the whole frame
-                log.error("detector failed on frame %d: %s", frame.index, exc)
-                stats.detector_errors += 1
-                failed = True
+        detect_now = self._detect_due(frame.image)
+        found: FaceDetections | None = self._detect(frame) if detect_now else None
         with stats.timed("track"):
-            if detect_now and not failed:
+            if found is not None:
                 tracked = self.tracker.update(found, frame.index)
             else:
                 tracked = self.tracker.predict(frame.index)
@@ -84,10 +79,38 @@ class FrameProcessor:
             tracked = self.identity.resolve(frame.image, tracked)
         with stats.timed("anonymize"):
             self.anonymizer.apply(frame.image, tracked)
-            if failed and self.on_error == "blur_frame":
+            if detect_now and found is None and self.on_error == "blur_frame":
                 blur_frame(frame.image)
+        self._settle(tracked)
         self._count_faces(tracked)
         return tracked
+
+    def _detect_due(self, image: Image) -> bool:
+        """Every ``every_n``-th frame; every frame after a cut and, when adaptive, while the
+        scene is unsettled (a track is new or coasting), so skipping frames cannot
+        cost a new or hard-to-see face."""
+        if self.cut(image):  # after a jump, predicted tracks cover where faces *were*
+            self.detect_next()
+        due = self._count % self.every_n == 0
+        self._count += 1
+        return due or (self.adaptive and self._unsettled)
+
+    def _detect(self, frame: Frame) -> FaceDetections | None:
+        """The detector's faces, or None when it failed (fail closed: see ``on_error``)."""
+        try:
+            with self.stats.timed("detect"):
+                return self.detector.detect(frame.image)
+        except FawnError as exc:
+            log.error("detector failed on frame %d: %s", frame.index, exc)
+            self.stats.detector_errors += 1
+            return None
+
+    def _settle(self, tracked: FaceDetections) -> None:
+        assert tracked.track_id is not None and tracked.coasting is not None
+        ids = [int(t) for t in tracked.track_id]
+        self._first_seen = {t: self._first_seen.get(t, self._count) for t in ids}
+        young = any(self._count - first < SETTLE_FRAMES for first in self._first_seen.values())
+        self._unsettled = young or bool(tracked.coasting.any())
 
     def close(self) -> None:
         """Release per-run state (the identity audit log, the diffusion worker)."""
@@ -113,4 +136,6 @@ def build_processor(cfg: PipelineConfig, stats: RunStats | None = None) -> Frame
     stats = stats if stats is not None else RunStats()
     identity = create_identity(cfg.identity, stats)
     anonymizer = create_anonymizer(cfg.anonymizer, ksame=cfg.ksame, identity=cfg.identity, diffusion=cfg.diffusion)
-    return FrameProcessor(detector, tracker, identity, anonymizer, cfg.detector.every_n, cfg.on_error, stats)
+    return FrameProcessor(
+        detector, tracker, identity, anonymizer, cfg.detector.every_n, cfg.on_error, stats, cfg.detector.adaptive
+    )

@@ -61,7 +61,7 @@ class SortTracker:
         max_coast: int = 30,
         iou_threshold: float = 0.1,
         max_center_jump: float = 1.0,
-        box_grow_per_frame: float = 0.04,
+        box_grow_per_frame: float = 0.08,
     ) -> None:
         self.max_coast = max_coast
         self.iou_threshold = iou_threshold
@@ -135,7 +135,8 @@ class SortTracker:
         states = np.stack([t.predicted(frame_index) for t in self._tracks]).astype(np.float32)
         lags = np.array([max(0, frame_index - t.last_frame) for t in self._tracks], np.float32)
         coasting = np.array([t.missed > 0 for t in self._tracks])
-        grow = np.minimum(1.0 + self.box_grow_per_frame * np.where(coasting, lags, 0.0), MAX_GROW)
+        # every frame without a measurement (a miss, or a frame the detector skipped) widens the box
+        grow = np.minimum(1.0 + self.box_grow_per_frame * lags, MAX_GROW)
         states[:, 2:] = (np.maximum(states[:, 2:], 1.0) * grow[:, None]).astype(np.float32)
         landmarks = np.stack([_absolute_landmarks(t.landmarks, s) for t, s in zip(self._tracks, states)])
         return FaceDetections(

@@ -20,6 +20,7 @@ def t1_faces(detector: CenterFaceDetector) -> tuple[Image, np.ndarray, np.ndarra
     assert path is not None, "insightface's t1.jpg is needed: pip install --no-deps insightface==2.1"
     image = cv2.imread(str(path))
     faces = detector.detect(image)
+    faces = faces[faces.score >= 0.5]  # the six people (the stream threshold also finds a shoulder)
     order = np.argsort(faces.xyxy[:, 0])
     assert faces.landmarks is not None and len(faces) == 6
     return image, faces.xyxy[order], faces.landmarks[order]

@@ -92,6 +92,7 @@ def _t1_photos(detector: CenterFaceDetector) -> list[demo.FacePhoto]:
     assert path is not None, "insightface's t1.jpg is needed: pip install --no-deps insightface==2.1"
     image = cv2.imread(str(path))
     faces = detector.detect(image)
+    faces = faces[faces.score >= 0.5]  # the six people (the stream threshold also finds a shoulder)
     return [demo.FacePhoto(f"t1_{k}", image, tuple(float(v) for v in faces.xyxy[i]))  # type: ignore[arg-type]
             for k, i in enumerate(np.argsort(faces.xyxy[:, 0]))]
 

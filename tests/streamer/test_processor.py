@@ -86,3 +86,16 @@ def test_stats_count_tracks_and_faces(detector: CenterFaceDetector, demo_frames:
     assert data["tracks"] == 2
     assert data["faces_anonymized"] >= 58
     assert set(data["stage_ms"]) >= {"detect", "track", "identity", "anonymize"}
+
+
+def test_adaptive_stride_detects_every_frame_while_tracks_are_new(
+    detector: CenterFaceDetector, demo_frames: list[tuple[Image, np.ndarray]]
+) -> None:
+    counting = BlinkingDetector(detector, blind=set())
+    adaptive = _processor(counting, **{"detector.every_n": 3})
+    _run(adaptive, demo_frames[:30])
+    fixed = _processor(BlinkingDetector(detector, blind=set()), **{"detector.every_n": 3, "detector.adaptive": False})
+    _run(fixed, demo_frames[:30])
+    assert fixed.detector.calls == 10  # type: ignore[attr-defined]
+    # the first SETTLE_FRAMES frames of the new tracks are all detected, then the stride applies
+    assert 10 < counting.calls < 30
