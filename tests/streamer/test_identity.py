@@ -173,9 +173,12 @@ def _match(dets: FaceDetections, box: np.ndarray, hidden: bool) -> Seen:
     assert dets.identity is not None and dets.visible is not None and dets.track_id is not None and dets.coasting is not None
     if not len(dets):
         return Seen(None, None, False, False, hidden)
-    iou = iou_matrix(box[None], dets.xyxy)[0]
-    j = int(iou.argmax())
-    if iou[j] < 0.3:
+    # the row whose box covers most of the actor's face (a coasting box grows, so not IoU)
+    tl = np.maximum(box[None, :2], dets.xyxy[:, :2])
+    br = np.minimum(box[None, 2:], dets.xyxy[:, 2:])
+    cover = np.prod(np.clip(br - tl, 0, None), axis=1) / max(float(np.prod(box[2:] - box[:2])), 1.0)
+    j = int(cover.argmax())
+    if cover[j] < 0.6 or iou_matrix(box[None], dets.xyxy[j : j + 1])[0, 0] < 0.1:
         return Seen(None, None, False, False, hidden)
     return Seen(int(dets.track_id[j]), dets.identity[j], bool(dets.visible[j]), bool(dets.coasting[j]), hidden)
 
