@@ -38,6 +38,7 @@ from typing import Any
 
 from streamer.config import METHODS, MODES, PipelineConfig
 from streamer.errors import ConfigError, FawnError, MissingExtraError
+from streamer.metrics import prometheus_text
 from streamer.processor import FrameProcessor, build_processor
 from streamer.stats import RunStats
 
@@ -403,6 +404,16 @@ class FawnServer:
             "stream": self._stream_stats(peer_id),
         }
 
+    def metrics(self) -> str:
+        """Prometheus text: the shared source stream and every camera peer's stream."""
+        streams: dict[str, RunStats] = {}
+        if self.hub is not None:
+            streams["source"] = self.hub.processor.stats
+        for peer_id, peer in self.peers.items():
+            if peer.processor is not None:
+                streams[f"camera-{peer_id}"] = peer.processor.stats
+        return prometheus_text(streams, [("fawn_peers", "Connected WebRTC peers.", len(self.peers))])
+
     def _stream_stats(self, peer_id: str | None) -> dict[str, Any] | None:
         if self.hub is not None:
             extra = {"viewers": self.hub.viewers, "ended": self.hub.ended, "error": self.hub.error}
@@ -485,6 +496,7 @@ def create_app(server: FawnServer) -> web.Application:
     app.router.add_get("/", routes.page)
     app.router.add_get("/healthz", routes.healthz)
     app.router.add_get("/stats", routes.stats)
+    app.router.add_get("/metrics", routes.metrics)
     app.router.add_post("/offer", routes.offer)
     app.router.add_post("/control", routes.control)
     app.router.add_static("/static/", STATIC_DIR, show_index=False)
@@ -546,6 +558,10 @@ class Routes:
     async def stats(self, request: web.Request) -> web.StreamResponse:
         self.server.check_token(request)
         return web.json_response(self.server.stats(request.query.get("peer")))
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        self.server.check_token(request)
+        return web.Response(text=self.server.metrics(), content_type="text/plain", charset="utf-8")
 
     async def offer(self, request: web.Request) -> web.StreamResponse:
         body = await _json_body(request)

@@ -126,6 +126,8 @@ def test_token_is_checked_on_page_offer_stats_and_control(clip: Clip) -> None:
             assert status == 200 and "fawn" in html
             assert (await get(base, "/stats"))[0] == 401
             assert (await get(base, "/stats", {"Authorization": f"Bearer {token}"}))[0] == 200
+            assert (await get(base, "/metrics"))[0] == 401
+            assert (await get(base, "/metrics", {"Authorization": f"Bearer {token}"}))[0] == 200
             assert (await post_json(base, "/control", {"labels": True}))[0] == 401
             assert (await post_json(base, "/control", {"labels": True}, {"X-Fawn-Token": token}))[0] == 200
             pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -339,6 +341,24 @@ def test_stats_report_the_stream(clip: Clip) -> None:
     assert stream["frames"] >= 10 and stream["fps"] > 0 and stream["faces"] >= 1
     assert stream["faces_anonymized"] > 0 and stream["visible"] == []
     assert stats["server"]["input"] == "source" and stats["server"]["ice_servers"] == []
+
+
+def test_metrics_in_prometheus_text_format(clip: Clip) -> None:
+    async def main() -> str:
+        async with running(serve_config(), feed=clip_feed(clip)) as (_server, base):
+            await receive(base, 10)
+            status, body = await get(base, "/metrics")
+            assert status == 200
+            return body
+
+    text = run(main())
+    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if not line.startswith("#")}
+    assert samples['fawn_frames_total{stream="source"}'] >= 10
+    assert samples['fawn_faces_anonymized_total{stream="source"}'] > 0
+    assert samples['fawn_faces_visible_total{stream="source"}'] == 0
+    assert samples["fawn_peers"] >= 0
+    assert any(key.startswith('fawn_stage_ms{stream="source",stage="detect"}') for key in samples)
+    assert "# TYPE fawn_frames_total counter" in text
 
 
 def test_cli_serves_and_stops_on_sigint(tmp_path: Any) -> None:
