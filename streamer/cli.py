@@ -26,8 +26,10 @@ log = logging.getLogger("fawn")
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="anonymize a video file, RTSP stream, webcam or the demo clip")
-    p.add_argument("source", help="video path, a folder of videos (batch), rtsp://..., cam:N, or 'demo'")
-    p.add_argument("-o", "--output", required=True, help="output path, rtsp://..., or 'null'")
+    p.add_argument("source", nargs="?",
+                   help="video path, a folder of videos (batch), rtsp://..., cam:N, or 'demo' "
+                   "(omit it when the config lists several streams)")
+    p.add_argument("-o", "--output", help="output path, rtsp://..., or 'null' (required with SOURCE)")
     p.add_argument("-c", "--config", help="YAML config path or preset name (default, cctv, dashcam, webrtc)")
     p.add_argument("--method", choices=METHODS, help="anonymization method")
     p.add_argument("--gallery", help="gallery of registered people (fawn enroll)")
@@ -36,6 +38,8 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--stats-json", help="write run statistics to this JSON file")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--no-progress", action="store_true", help="no progress bar / live stats line")
+    p.add_argument("--metrics-port", type=int,
+                   help="serve Prometheus /metrics and /healthz on 127.0.0.1:PORT while running (0: any free port)")
     add_identity_run_args(p)
     add_diffusion_run_args(p)
     p.set_defaults(func=cmd_run)
@@ -101,14 +105,26 @@ def stop_on_signals() -> Iterator[threading.Event]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from streamer.pipeline import RunOptions, run
-
     cfg: PipelineConfig = load_config(args.config, run_overrides(args))
+    if args.source is None:
+        return _run_streams(args, cfg)
+    if cfg.streams:
+        raise ConfigError("give either SOURCE -o OUTPUT or a config with streams:, not both")
+    if args.output is None:
+        raise ConfigError("-o/--output is required with SOURCE (a path, rtsp://... or null)")
     if Path(args.source).is_dir():
         return _run_batch(args, cfg)
-    with stop_on_signals() as stop:
+    return _run_one(args, cfg)
+
+
+def _run_one(args: argparse.Namespace, cfg: PipelineConfig) -> int:
+    from streamer.pipeline import RunOptions, run
+    from streamer.stats import RunStats
+
+    stats = RunStats()
+    with stop_on_signals() as stop, _metrics(args, lambda: {"stream": stats}, lambda: (True, {"stream": "running"})):
         options = RunOptions(stop=stop, progress=not args.no_progress and cfg.io.progress, max_frames=args.max_frames)
-        stats = run(args.source, args.output, cfg, options)
+        run(args.source, args.output, cfg, options, stats=stats)
     summary = stats.to_json()
     log.info(
         "%d frames in %.1fs (%.1f fps), %d faces anonymized, %d tracks, %d dropped",
@@ -118,6 +134,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.stats_json:
         Path(args.stats_json).write_text(json.dumps(summary, indent=2))
     return 0
+
+
+def _run_streams(args: argparse.Namespace, cfg: PipelineConfig) -> int:
+    """Several streams from the config's ``streams:`` list, one process, shared models."""
+    from streamer.multistream import MultiStreamOptions, MultiStreamRun
+
+    if not cfg.streams:
+        raise ConfigError("no SOURCE given and the config lists no streams: (fawn run SOURCE -o OUTPUT)")
+    if args.output is not None:
+        raise ConfigError("-o/--output goes with SOURCE; with streams: each stream names its output")
+    with stop_on_signals() as stop:
+        options = MultiStreamOptions(stop=stop, progress=not args.no_progress and cfg.io.progress,
+                                     max_frames=args.max_frames)
+        multi = MultiStreamRun(cfg, options)
+        streams = {r.name: r.stats for r in multi.results}
+        with _metrics(args, lambda: streams, multi.health):
+            results = multi.run()
+    summary = multi.summary()
+    for result in results:
+        s = result.stats
+        log.info("%s: %s, %d frames (%.1f fps), %d faces anonymized, %d dropped, %d held, %d reconnects%s",
+                 result.name, result.state, s.frames_out, s.fps(), s.faces_anonymized, s.dropped,
+                 s.frames_held + s.frames_blank, s.reconnects, f": {result.error}" if result.error else "")
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps(summary, indent=2))
+    return 1 if summary["total"]["failed"] else 0
+
+
+@contextmanager
+def _metrics(args: argparse.Namespace, streams: Callable[[], Any], health: Callable[[], Any]) -> Iterator[None]:
+    """A /metrics + /healthz server for the run when ``--metrics-port`` is given."""
+    if args.metrics_port is None:
+        yield
+        return
+    from streamer.metrics import MetricsServer
+
+    server = MetricsServer(streams, health, port=args.metrics_port)
+    try:
+        yield
+    finally:
+        server.close()
 
 
 def _run_batch(args: argparse.Namespace, cfg: PipelineConfig) -> int:

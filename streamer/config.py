@@ -26,6 +26,7 @@ METHODS = ("blur", "pixelate", "solid", "ksame", "diffusion")
 MODES = ("exempt", "target", "all")
 SHAPES = ("ellipse", "box")
 ON_ERROR = ("blur_frame", "tracks")
+STALL_FILLS = ("hold", "blank", "none")
 
 
 def _choice(default: str, choices: tuple[str, ...]) -> Any:
@@ -36,7 +37,11 @@ def _choice(default: str, choices: tuple[str, ...]) -> Any:
 class DetectorConfig:
     """Face detector. ``every_n`` > 1 detects on every Nth frame; the tracker predicts between.
     ``adaptive``: with ``every_n`` > 1, still detect every frame while a track is new
-    or coasting (the frames where skipping would risk a face)."""
+    or coasting (the frames where skipping would risk a face). ``timeout_ms``: a
+    detection slower than this counts as a failure (``on_error`` applies; null: wait).
+    Several streams in one process share one detector: requests from different
+    streams that arrive within ``batch_wait_ms`` of each other run as one batch of
+    at most ``max_batch`` frames."""
 
     backend: str = _choice("centerface", DETECTORS)
     model: str | None = None
@@ -48,9 +53,15 @@ class DetectorConfig:
     every_n: int = 1
     adaptive: bool = True
     threads: int = 0
+    timeout_ms: float | None = None
+    max_batch: int = 8
+    batch_wait_ms: float = 4.0
 
     def __post_init__(self) -> None:
         _require(0.0 < self.threshold < 1.0, "detector.threshold", "must be in (0, 1)")
+        _require(self.timeout_ms is None or self.timeout_ms > 0, "detector.timeout_ms", "must be > 0 or null (no limit)")
+        _require(1 <= self.max_batch <= 64, "detector.max_batch", "must be in [1, 64]")
+        _require(0.0 <= self.batch_wait_ms <= 1000.0, "detector.batch_wait_ms", "must be in [0, 1000]")
         _require(0.0 < self.nms_iou <= 1.0, "detector.nms_iou", "must be in (0, 1]")
         _require(self.max_side >= 64, "detector.max_side", "must be >= 64")
         _require(self.every_n >= 1, "detector.every_n", "must be >= 1")
@@ -96,7 +107,16 @@ class AnonymizerConfig:
 
 @dataclass(frozen=True)
 class IOConfig:
-    """Decode/encode threads and outputs. Live sources drop the oldest frame when behind."""
+    """Decode/encode threads and outputs. Live sources drop the oldest frame when behind.
+
+    Live sources reconnect after a drop, or after ``read_timeout`` seconds without
+    data (a stall), up to ``reconnect_attempts`` times per outage, waiting
+    ``reconnect_backoff * 2**k`` (at most ``reconnect_max_backoff``) before try k.
+    While a live source gives no frame for ``stall_after`` seconds the output keeps
+    going at the stream's frame rate: ``stall_fill`` ``hold`` repeats the last
+    anonymized frame for ``hold_for`` seconds, then black frames; ``blank`` sends
+    black frames at once; ``none`` sends nothing. A raw frame is never sent.
+    """
 
     queue_size: int = 8
     codec: str = "libx264"
@@ -105,15 +125,24 @@ class IOConfig:
     live_preset: str = "ultrafast"
     reconnect_attempts: int = 5
     reconnect_backoff: float = 0.5
+    reconnect_max_backoff: float = 1.0
     open_timeout: float = 10.0
+    read_timeout: float = 5.0
     progress: bool = True
+    stall_after: float = 0.5
+    stall_fill: str = _choice("hold", STALL_FILLS)
+    hold_for: float = 5.0
 
     def __post_init__(self) -> None:
         _require(self.queue_size >= 1, "io.queue_size", "must be >= 1")
         _require(0 <= self.crf <= 51, "io.crf", "must be in [0, 51]")
         _require(self.reconnect_attempts >= 0, "io.reconnect_attempts", "must be >= 0")
         _require(self.reconnect_backoff >= 0, "io.reconnect_backoff", "must be >= 0")
+        _require(self.reconnect_max_backoff >= 0, "io.reconnect_max_backoff", "must be >= 0")
         _require(self.open_timeout > 0, "io.open_timeout", "must be > 0")
+        _require(self.read_timeout > 0, "io.read_timeout", "must be > 0")
+        _require(self.stall_after > 0, "io.stall_after", "must be > 0 (seconds)")
+        _require(self.hold_for >= 0, "io.hold_for", "must be >= 0 (seconds)")
 
 
 IDENTITY_MODELS = ("dlib-resnet", "arcface")
@@ -260,6 +289,23 @@ class DiffusionConfig:
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    """One stream of a multi-stream run (``streams:`` in a config): ``fawn run -c cams.yaml``.
+
+    ``source``: a path, ``rtsp://…``, ``cam:N`` or ``demo``; ``output``: a path,
+    ``rtsp://…`` or ``null``. ``name`` labels its stats and metrics (default: stream-<i>).
+    """
+
+    source: str
+    output: str = "null"
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(bool(self.source), "streams.source", "must not be empty")
+        _require(self.name is None or bool(self.name.strip()), "streams.name", "must not be empty")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
@@ -270,6 +316,16 @@ class PipelineConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     # detector failure on a frame: blur the whole frame, or only the known tracks
     on_error: str = _choice("blur_frame", ON_ERROR)
+    streams: tuple[StreamConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.streams if s.name is not None]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        _require(not dupes, "streams.name", f"must be unique (repeated: {', '.join(dupes)})")
+
+    def stream_names(self) -> list[str]:
+        """The name of each configured stream (``stream-<i>`` where none is given)."""
+        return [s.name or f"stream-{i}" for i, s in enumerate(self.streams)]
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -377,7 +433,10 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return tuple(_coerce(get_args(hint)[0], v, key) for v in value)
+        item = get_args(hint)[0]
+        if dataclasses.is_dataclass(item):
+            return tuple(from_dict(item, v, prefix=f"{key}[{i}].") for i, v in enumerate(value))  # type: ignore[arg-type]
+        return tuple(_coerce(item, v, key) for v in value)
     if hint is bool:
         if isinstance(value, bool):
             return value

@@ -21,6 +21,12 @@ class Detector(Protocol):
     def detect(self, image: Image) -> FaceDetections: ...
 
 
+class BatchDetector(Detector, Protocol):
+    """A detector that can also take several frames in one call (one result per frame)."""
+
+    def detect_batch(self, images: list[Image]) -> list[FaceDetections]: ...
+
+
 class CenterFaceDetector:
     """CenterFace (MIT) through an :class:`engines.Engine`.
 
@@ -52,12 +58,30 @@ class CenterFaceDetector:
         self.max_side = max_side
 
     def detect(self, image: Image) -> FaceDetections:
-        blob, scale = self._preprocess(image)
-        out = self.engine.run({self._input: blob})
-        heat, size, offset, lms = (out[name][0] for name in self._outputs)
-        boxes, scores, landmarks = self._decode(heat[0], size, offset, lms, blob.shape[2:])
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: list[Image]) -> list[FaceDetections]:
+        """Detect faces in several frames; frames whose input blobs have one shape share a run."""
+        prepared = [self._preprocess(image) for image in images]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (blob, _scale) in enumerate(prepared):
+            groups.setdefault(blob.shape, []).append(i)
+        results: dict[int, FaceDetections] = {}
+        for shape, members in groups.items():
+            batch = np.concatenate([prepared[i][0] for i in members]) if len(members) > 1 else prepared[members[0]][0]
+            out = self.engine.run({self._input: batch})
+            for row, i in enumerate(members):
+                heads = [out[name][row] for name in self._outputs]
+                results[i] = self._postprocess(heads, shape[2:], prepared[i][1], images[i].shape)
+        return [results[i] for i in range(len(images))]
+
+    def _postprocess(
+        self, heads: list[np.ndarray], hw: tuple[int, ...], scale: float, shape: tuple[int, ...]
+    ) -> FaceDetections:
+        heat, size, offset, lms = heads
+        boxes, scores, landmarks = self._decode(heat[0], size, offset, lms, hw)
         keep = nms(boxes, scores, self.nms_iou)
-        h, w = image.shape[:2]
+        h, w = shape[:2]
         boxes = boxes[keep] / scale
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
@@ -118,7 +142,7 @@ def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
     return (inter / np.maximum(union, 1e-6)).astype(np.float32)
 
 
-def create_detector(cfg: DetectorConfig) -> Detector:
+def create_detector(cfg: DetectorConfig) -> BatchDetector:
     """Factory: the detector named by ``cfg.backend``."""
     if cfg.backend == "centerface":
         return CenterFaceDetector(cfg.model, cfg.engine, cfg.device, cfg.threshold, cfg.nms_iou, cfg.max_side, cfg.threads)

@@ -55,3 +55,13 @@ class MissingExtraError(FawnError):
         super().__init__(f"{module} is not installed: install fawn[{extra}] (pip install 'fawn[{extra}]')")
         self.module = module
         self.extra = extra
+
+
+class DetectorTimeoutError(EngineError):
+    """Face detection for a frame took longer than ``detector.timeout_ms`` (the frame fails closed)."""
+
+
+class ClusterError(FawnError):
+    """A Ray cluster cannot be reached, or its workers cannot run fawn."""
+
+    exit_code = 6

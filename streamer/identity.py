@@ -299,6 +299,7 @@ class TrackIdentityResolver:
             track.score = min(s.score for s in recent) if label is not None else max(s.score for s in recent)
             track.verified, track.reference, track.window = recent[-1].frame, signature, []
             log.info("track %d: %s (score %.3f, %d samples)", track.track_id, track.decision, track.score, track.samples)
+            self._count_decision(track.decision.split(":", 1)[0])
             self._audit(self._record("decision", track, recent[-1].frame))
         elif len(track.window) >= self.cfg.max_samples:
             frame = track.window[-1].frame
@@ -314,6 +315,11 @@ class TrackIdentityResolver:
         self._audit({**self._record("revoked", track, sample.frame), "trigger": track.recheck, "sample_score": round(sample.score, 4)})
         track.decision, track.score, track.recheck, track.reference = PENDING, float("nan"), None, None
         track.window = []
+        self._count_decision("revoked")
+
+    def _count_decision(self, kind: str) -> None:
+        if self.stats is not None:
+            self.stats.identity_decisions[kind] += 1
 
     # -- visibility ----------------------------------------------------------
     def _shown_decision(self, track: _Track) -> bool:
@@ -365,8 +371,13 @@ def _jumped(previous: FloatArray, box: FloatArray, limit: float) -> bool:
     return bool(shift > limit * max(pw, ph) or grow > 1.0 + limit)
 
 
-def create_identity(cfg: IdentityConfig, stats: RunStats | None = None) -> IdentityResolver:
-    """Factory: anonymize everyone without a gallery (or in mode ``all``), else per-track decisions."""
+def create_identity(
+    cfg: IdentityConfig, stats: RunStats | None = None, embedder: Embedder | None = None
+) -> IdentityResolver:
+    """Factory: anonymize everyone without a gallery (or in mode ``all``), else per-track decisions.
+
+    ``embedder``: a model session to share (several streams); None loads the one ``cfg`` names.
+    """
     if cfg.gallery is None:
         if cfg.mode == "target":
             raise ConfigError("identity.mode target anonymizes registered people only: it needs identity.gallery (--gallery)")
@@ -377,6 +388,6 @@ def create_identity(cfg: IdentityConfig, stats: RunStats | None = None) -> Ident
     gallery = Gallery.load(cfg.gallery)
     if not len(gallery):
         raise GalleryError(f"gallery {cfg.gallery} has no registered people")
-    embedder = create_embedder(cfg)
+    embedder = embedder if embedder is not None else create_embedder(cfg)
     audit = AuditLog(cfg.audit) if cfg.audit else None
     return TrackIdentityResolver(embedder, gallery, cfg, stats, audit)

@@ -6,9 +6,15 @@ client library. One series per stream, labelled ``stream="<name>"``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
 
+from streamer.errors import ConfigError
 from streamer.stats import RunStats
+
+log = logging.getLogger(__name__)
 
 # name, type, help, value of a RunStats
 _SERIES: tuple[tuple[str, str, str], ...] = (
@@ -23,7 +29,11 @@ _SERIES: tuple[tuple[str, str, str], ...] = (
     ("fawn_tracks_total", "counter", "Distinct tracks seen."),
     ("fawn_detector_errors_total", "counter", "Frames on which the detector failed (anonymized fail-closed)."),
     ("fawn_identity_calls_total", "counter", "Identity embeddings computed."),
+    ("fawn_frames_held_total", "counter", "Frames repeated (last anonymized frame) while a live source stalled."),
+    ("fawn_frames_blank_total", "counter", "Black frames sent while a live source stalled past io.hold_for."),
+    ("fawn_reconnects_total", "counter", "Times a live source reconnected after a drop or a stall."),
 )
+DECISIONS = ("registered", "unknown", "revoked")
 
 
 def _values(stats: RunStats) -> dict[str, float]:
@@ -39,6 +49,9 @@ def _values(stats: RunStats) -> dict[str, float]:
         "fawn_tracks_total": len(stats.track_ids),
         "fawn_detector_errors_total": stats.detector_errors,
         "fawn_identity_calls_total": sum(stats.identity_calls.values()),
+        "fawn_frames_held_total": stats.frames_held,
+        "fawn_frames_blank_total": stats.frames_blank,
+        "fawn_reconnects_total": stats.reconnects,
     }
 
 
@@ -58,6 +71,66 @@ def prometheus_text(streams: Mapping[str, RunStats], gauges: Iterable[tuple[str,
     for name, stats in streams.items():
         for stage, timer in sorted(stats.stages.items()):
             lines.append(f'fawn_stage_ms{{stream="{_label(name)}",stage="{stage}"}} {round(timer.recent_ms(), 3)}')
+    lines += ["# HELP fawn_identity_decisions_total Per-track identity decisions (and revocations after a re-check).",
+              "# TYPE fawn_identity_decisions_total counter"]
+    for name, stats in streams.items():
+        for kind in DECISIONS:
+            count = stats.identity_decisions.get(kind, 0)
+            lines.append(f'fawn_identity_decisions_total{{stream="{_label(name)}",decision="{kind}"}} {count}')
     for metric, help_text, value in gauges:
         lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge", f"{metric} {value}"]
     return "\n".join(lines) + "\n"
+
+
+class MetricsServer:
+    """``GET /metrics`` (Prometheus text) and ``GET /healthz`` for ``fawn run`` on a plain HTTP thread.
+
+    ``streams`` returns the live per-stream stats; ``health`` returns (healthy,
+    per-stream states): ``/healthz`` answers 200 when healthy, else 503.
+    """
+
+    def __init__(
+        self,
+        streams: Callable[[], Mapping[str, RunStats]],
+        health: Callable[[], tuple[bool, Mapping[str, str]]],
+        host: str = "127.0.0.1",
+        port: int = 9108,
+    ) -> None:
+        import http.server
+
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                status, kind, body = owner.respond(self.path.split("?", 1)[0])
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the http.server API
+                log.debug("metrics: " + format, *args)
+
+        self._streams, self._health = streams, health
+        try:
+            self._httpd = http.server.ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise ConfigError(f"--metrics-port: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self.port = int(self._httpd.server_address[1])
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fawn-metrics", daemon=True)
+        self._thread.start()
+        log.info("metrics on http://%s:%d/metrics", host, self.port)
+
+    def respond(self, path: str) -> tuple[int, str, bytes]:
+        if path == "/metrics":
+            return 200, "text/plain; version=0.0.4; charset=utf-8", prometheus_text(self._streams()).encode()
+        if path == "/healthz":
+            ok, states = self._health()
+            return (200 if ok else 503), "application/json", json.dumps({"ok": ok, "streams": dict(states)}).encode()
+        return 404, "application/json", b'{"error": "not found (try /metrics or /healthz)"}'
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5.0)

@@ -7,8 +7,10 @@ import logging
 import cv2
 
 from streamer.anonymize import Anonymizer, create_anonymizer
+from streamer.batching import BatchingDetector
 from streamer.config import PipelineConfig
 from streamer.detect import Detector, create_detector
+from streamer.embed import Embedder, create_embedder
 from streamer.errors import FawnError
 from streamer.identity import IdentityResolver, create_identity
 from streamer.scene import CutDetector
@@ -42,6 +44,7 @@ class FrameProcessor:
         on_error: str = "blur_frame",
         stats: RunStats | None = None,
         adaptive: bool = True,
+        owns_detector: bool = True,
     ) -> None:
         self.detector = detector
         self.tracker = tracker
@@ -51,7 +54,9 @@ class FrameProcessor:
         self.on_error = on_error
         self.stats = stats or RunStats()
         self.adaptive = adaptive
+        self.owns_detector = owns_detector  # False: a detector shared with other streams
         self.cut = CutDetector()
+        self._shape: tuple[int, ...] | None = None
         self._count = 0
         self._first_seen: dict[int, int] = {}
         self._unsettled = True
@@ -68,6 +73,11 @@ class FrameProcessor:
     def process(self, frame: Frame) -> FaceDetections:
         """Detect (or predict), track, resolve identity and anonymize ``frame.image`` in place."""
         stats = self.stats
+        if frame.image.shape != self._shape:  # a new resolution: boxes of the old one mean nothing
+            if self._shape is not None:
+                log.info("frame size changed %s -> %s: tracks reset", self._shape[:2], frame.image.shape[:2])
+                self.reset()
+            self._shape = frame.image.shape
         detect_now = self._detect_due(frame.image)
         found: FaceDetections | None = self._detect(frame) if detect_now else None
         with stats.timed("track"):
@@ -113,8 +123,9 @@ class FrameProcessor:
         self._unsettled = young or bool(tracked.coasting.any())
 
     def close(self) -> None:
-        """Release per-run state (the identity audit log, the diffusion worker)."""
-        for stage in (self.identity, self.anonymizer):
+        """Release per-run state (the identity audit log, the diffusion worker, an own detector thread)."""
+        stages: list[object] = [self.identity, self.anonymizer] + ([self.detector] if self.owns_detector else [])
+        for stage in stages:
             close = getattr(stage, "close", None)
             if close is not None:
                 close()
@@ -128,14 +139,42 @@ class FrameProcessor:
         self.stats.active_tracks = len(tracked)
 
 
-def build_processor(cfg: PipelineConfig, stats: RunStats | None = None) -> FrameProcessor:
-    """Load the models and stages a config names."""
-    detector = create_detector(cfg.detector)
+class SharedModels:
+    """Model sessions that several streams' processors share (one copy of each in memory).
+
+    The detector sits behind a :class:`~streamer.batching.BatchingDetector`, so
+    concurrent streams' frames run as one batch; the identity embedder (only
+    loaded when a gallery is used) is called from each stream's thread.
+    """
+
+    def __init__(self, cfg: PipelineConfig, streams: int = 1) -> None:
+        d = cfg.detector
+        self.detector = BatchingDetector(create_detector(d), d.max_batch, d.batch_wait_ms, d.timeout_ms)
+        self.detector.streams = max(1, streams)
+        uses_gallery = cfg.identity.gallery is not None and cfg.identity.mode != "all"
+        self.embedder: Embedder | None = create_embedder(cfg.identity) if uses_gallery else None
+
+    def close(self) -> None:
+        self.detector.close()
+
+
+def build_processor(
+    cfg: PipelineConfig, stats: RunStats | None = None, shared: SharedModels | None = None
+) -> FrameProcessor:
+    """Load the models and stages a config names (or take them from ``shared``)."""
+    detector: Detector
+    if shared is not None:
+        detector = shared.detector
+    elif cfg.detector.timeout_ms is not None:  # the wait is bounded on the detection thread
+        detector = SharedModels(cfg).detector
+    else:
+        detector = create_detector(cfg.detector)
     t = cfg.tracker
     tracker = SortTracker(t.max_coast, t.iou_threshold, t.max_center_jump, t.box_grow_per_frame)
     stats = stats if stats is not None else RunStats()
-    identity = create_identity(cfg.identity, stats)
+    identity = create_identity(cfg.identity, stats, shared.embedder if shared is not None else None)
     anonymizer = create_anonymizer(cfg.anonymizer, ksame=cfg.ksame, identity=cfg.identity, diffusion=cfg.diffusion)
     return FrameProcessor(
-        detector, tracker, identity, anonymizer, cfg.detector.every_n, cfg.on_error, stats, cfg.detector.adaptive
+        detector, tracker, identity, anonymizer, cfg.detector.every_n, cfg.on_error, stats, cfg.detector.adaptive,
+        owns_detector=shared is None,
     )

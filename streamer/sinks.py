@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import av
 import av.error
+import cv2
 import numpy as np
 
 from streamer.config import IOConfig
@@ -107,6 +108,7 @@ class _EncodingSink:
         self._container = container
         self._closed = False
         self._failed = False
+        self._noted_size: tuple[int, int] | None = None
         self._width, self._height = info.width - info.width % 2, info.height - info.height % 2
         if (self._width, self._height) != (info.width, info.height):
             log.info("%s: cropping %dx%d to even %dx%d for yuv420p", name, info.width, info.height,
@@ -175,9 +177,18 @@ class _EncodingSink:
         """Audio packets are dropped by default (only file sinks carry audio)."""
 
     def _even(self, image: Image) -> Image:
-        if image.shape[0] == self._height and image.shape[1] == self._width:
+        """The frame at the output size: odd sides cropped by one pixel; another resolution
+        (a camera that switched mid-stream) letterboxed into the output, aspect kept."""
+        h, w = image.shape[:2]
+        if h == self._height and w == self._width:
             return image
-        return np.ascontiguousarray(image[: self._height, : self._width])
+        if 0 <= h - self._height <= 1 and 0 <= w - self._width <= 1:
+            return np.ascontiguousarray(image[: self._height, : self._width])
+        if (h, w) != self._noted_size:
+            self._noted_size = (h, w)
+            log.warning("%s: input is now %dx%d; letterboxing into the output's %dx%d", self.name, w, h,
+                        self._width, self._height)
+        return letterbox(image, self._width, self._height)
 
     def close(self) -> None:
         """Flush the encoder and finalize the container. Idempotent; after an error it only releases."""
@@ -252,6 +263,17 @@ def _format_error(path: Path, exc: BaseException) -> str:
     if isinstance(exc, ValueError) and "format" in str(exc):
         return f"unknown container '{path.suffix}' (use .mp4, .mkv, .mov or .avi)"
     return error_reason(exc)
+
+
+def letterbox(image: Image, width: int, height: int) -> Image:
+    """``image`` scaled to fit ``width`` x ``height`` (aspect kept), centred on black."""
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    rw, rh = max(1, min(width, round(w * scale))), max(1, min(height, round(h * scale)))
+    canvas = np.zeros((height, width, 3), np.uint8)
+    x, y = (width - rw) // 2, (height - rh) // 2
+    canvas[y : y + rh, x : x + rw] = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA)
+    return canvas
 
 
 class RtspSink(_EncodingSink):

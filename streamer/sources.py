@@ -255,11 +255,12 @@ class _RtspConnector:
             "rtsp_transport": "tcp",
             "analyzeduration": "100000",
             "probesize": "32768",
-            "timeout": str(int(self.io.open_timeout * 1_000_000)),  # socket I/O timeout, microseconds
+            # socket I/O timeout, microseconds: a stalled server drops the connection (then: reconnect)
+            "timeout": str(int(self.io.read_timeout * 1_000_000)),
         }
 
     def connect(self) -> av.container.InputContainer:
-        timeout = (self.io.open_timeout, self.io.open_timeout)
+        timeout = (self.io.open_timeout, self.io.read_timeout)
         return av.open(self.url, options=self.options(), timeout=timeout)
 
 
@@ -282,7 +283,7 @@ class _CameraConnector:
             raise SourceError(f"webcam {self.spec} not found: {self.device} does not exist (devices: {found})")
 
     def connect(self) -> av.container.InputContainer:
-        return av.open(str(self.device), format="v4l2", timeout=(self.io.open_timeout, self.io.open_timeout))
+        return av.open(str(self.device), format="v4l2", timeout=(self.io.open_timeout, self.io.read_timeout))
 
 
 def redact_url(url: str) -> str:
@@ -337,8 +338,9 @@ class LiveSource:
     """An RTSP stream or a webcam: reconnects with backoff, never rewinds timestamps.
 
     The reconnect budget (``reconnect_attempts`` tries, sleeping
-    ``reconnect_backoff * 2**k`` before try k) is per outage: it refills once
-    frames flow again.
+    ``reconnect_backoff * 2**k``, at most ``reconnect_max_backoff``, before try k)
+    is per outage: it refills once frames flow again. The cap bounds how long
+    frames stay away after the server is back.
     """
 
     def __init__(self, connector: _Connector, io: IOConfig) -> None:
@@ -346,6 +348,7 @@ class LiveSource:
         self._io = io
         self._closed = False
         self._tries = 0  # reconnect tries spent in the current outage
+        self.reconnects = 0  # successful reconnections so far
         self._container = self._connect(initial=True)
         try:
             video = _video_stream(self._container, connector.name, live=True)
@@ -377,7 +380,7 @@ class LiveSource:
             except (av.error.FFmpegError, OSError) as exc:
                 last = exc
         while self._tries < attempts and not self._closed:
-            delay = self._io.reconnect_backoff * 2**self._tries
+            delay = min(self._io.reconnect_backoff * 2**self._tries, self._io.reconnect_max_backoff)
             self._tries += 1
             why = error_reason(last) if last else "stream dropped"
             log.warning("%s: %s; reconnect attempt %d/%d in %.2fs", name, why, self._tries, attempts, delay)
@@ -434,6 +437,7 @@ class LiveSource:
         self._container = self._connect(initial=False)
         self._frames = self._decode_frames(_video_stream(self._container, self._connector.name, live=True))
         self._clock.new_connection()
+        self.reconnects += 1
 
     def close(self) -> None:
         """Stop reading. Call it from the reading thread or after that thread has finished."""

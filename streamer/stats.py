@@ -47,6 +47,10 @@ class RunStats:
         self.track_ids: set[int] = set()
         self.active_tracks = 0
         self.identity_calls: dict[int, int] = defaultdict(int)
+        self.identity_decisions: dict[str, int] = defaultdict(int)  # registered / unknown / revoked
+        self.frames_held = 0  # live source stalled: the last anonymized frame repeated
+        self.frames_blank = 0  # live source stalled past io.hold_for: black frames
+        self.reconnects = 0
         self.latency = StageTimer()
         self._out_times: deque[float] = deque(maxlen=120)
 
@@ -81,7 +85,8 @@ class RunStats:
         stages = " ".join(f"{name}={self.stages[name].recent_ms():.1f}" for name in STAGES if name in self.stages)
         return (
             f"fps in={self.frames_in / self.elapsed():.1f} out={self.recent_fps():.1f} "
-            f"dropped={self.dropped} faces={self.faces_anonymized} tracks={self.active_tracks} "
+            f"dropped={self.dropped} held={self.frames_held + self.frames_blank} "
+            f"faces={self.faces_anonymized} tracks={self.active_tracks} "
             f"latency={self.latency.recent_ms():.0f}ms | ms {stages}"
         )
 
@@ -100,6 +105,10 @@ class RunStats:
             "faces_anonymized": self.faces_anonymized,
             "faces_visible": self.faces_visible,
             "detector_errors": self.detector_errors,
+            "frames_held": self.frames_held,
+            "frames_blank": self.frames_blank,
+            "reconnects": self.reconnects,
             "identity_calls": sum(self.identity_calls.values()),
+            "identity_decisions": dict(sorted(self.identity_decisions.items())),
             "identity_calls_per_track": {str(k): v for k, v in sorted(self.identity_calls.items())},
         }

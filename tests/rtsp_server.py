@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import random
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -94,6 +96,15 @@ class RtspServer:
         if line.strip() != b"ready":
             raise RuntimeError(f"RTSP server did not start on port {self.port}: {self.log_tail()}")
 
+    def pause(self) -> None:
+        """SIGSTOP the server: connections stay open but nothing flows (a stalled camera or relay)."""
+        assert self._proc is not None
+        os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._proc is not None
+        os.kill(self._proc.pid, signal.SIGCONT)
+
     def stop(self, kill: bool = False) -> None:
         """Terminate (or SIGKILL, like a crash) the server and wait for it."""
         proc, self._proc = self._proc, None
@@ -142,10 +153,13 @@ class Publisher:
     every ``retry`` seconds until :meth:`stop`.
     """
 
-    def __init__(self, url: str, clip: str | Path, retry: float = 0.2) -> None:
+    def __init__(self, url: str, clip: str | Path, retry: float = 0.2, corrupt: float = 0.0, seed: int = 0) -> None:
         self.url = url
         self.clip = str(clip)
         self.retry = retry
+        self.corrupt = corrupt  # fraction of packets whose payload gets random bytes (a flaky link)
+        self.corrupted = 0
+        self._rng = random.Random(seed)
         self.packets_sent = 0
         self.connections = 0
         self.errors: list[str] = []
@@ -199,13 +213,24 @@ class Publisher:
                 due = start + float((dts + offset - packets[0][1]) * tb)
                 if self._stop.wait(max(0.0, due - time.monotonic())):
                     return
-                packet = av.Packet(data)
+                packet = av.Packet(self._damage(data))
                 packet.pts, packet.dts, packet.time_base = pts + offset, dts + offset, tb
                 packet.is_keyframe = key
                 packet.stream = stream
                 out.mux(packet)
                 self.packets_sent += 1
             offset += span
+
+    def _damage(self, data: bytes) -> bytes:
+        """With probability ``corrupt``, overwrite a run of bytes past the NAL headers with noise."""
+        if self.corrupt <= 0 or len(data) < 64 or self._rng.random() >= self.corrupt:
+            return data
+        self.corrupted += 1
+        buf = bytearray(data)
+        start = self._rng.randrange(32, len(buf) - 16)
+        length = min(len(buf) - start, self._rng.randrange(8, 256))
+        buf[start : start + length] = bytes(self._rng.randrange(256) for _ in range(length))
+        return bytes(buf)
 
     def __enter__(self) -> Publisher:
         return self.start()

@@ -1,0 +1,129 @@
+"""One detector shared by several streams: concurrent requests run as one batch.
+
+Each stream's processor calls :meth:`BatchingDetector.detect` from its own
+thread. A single detection thread collects the requests that arrive within
+``wait_ms`` of the first (or until every registered stream has one waiting),
+runs them through ``detect_batch`` in one engine call, and hands each stream its
+result. Streams therefore share one model session (no per-stream copy of the
+weights, no oversubscribed inference threads) and, on a GPU, one batched run.
+
+Fail closed: an engine error is raised to every stream of that batch as an
+:class:`~streamer.errors.EngineError`, and a stream that waits longer than
+``timeout_ms`` gets a :class:`~streamer.errors.DetectorTimeoutError`; the
+processor anonymizes that frame without fresh detections (``on_error``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from streamer.detect import BatchDetector
+from streamer.errors import DetectorTimeoutError, EngineError, FawnError
+from streamer.types import FaceDetections, Image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Request:
+    image: Image
+    done: threading.Event = field(default_factory=threading.Event)
+    result: FaceDetections | None = None
+    error: FawnError | None = None
+    abandoned: bool = False  # the caller timed out: nobody reads the result
+
+
+class BatchingDetector:
+    """A thread-safe :class:`~streamer.detect.Detector` in front of one ``BatchDetector``."""
+
+    def __init__(
+        self, detector: BatchDetector, max_batch: int = 8, wait_ms: float = 4.0, timeout_ms: float | None = None
+    ) -> None:
+        self.detector = detector
+        self.max_batch = max_batch
+        self.wait = wait_ms / 1000.0
+        self.timeout = None if timeout_ms is None else timeout_ms / 1000.0
+        self.streams = 1  # how many callers to wait for before the batch is full
+        self.batches = 0
+        self.frames = 0
+        self._pending: deque[_Request] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="fawn-detect", daemon=True)
+        self._thread.start()
+
+    def detect(self, image: Image) -> FaceDetections:
+        """This frame's faces, detected in a batch with other streams' frames."""
+        request = _Request(image)
+        with self._cond:
+            if self._closed:
+                raise EngineError("the shared detector is closed")
+            if any(r.abandoned for r in self._pending):  # a hung engine must not pile up frames
+                self._pending = deque(r for r in self._pending if not r.abandoned)
+            self._pending.append(request)
+            self._cond.notify_all()
+        if not request.done.wait(self.timeout):
+            request.abandoned = True
+            raise DetectorTimeoutError(f"face detection took longer than {1000 * (self.timeout or 0):.0f} ms")
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def leave(self) -> None:
+        """A stream ended: stop waiting for its frames."""
+        with self._cond:
+            self.streams = max(1, self.streams - 1)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5.0)
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            self._detect(batch)
+
+    def _next_batch(self) -> list[_Request] | None:
+        """Wait for a first request, then up to ``wait`` for the others; None once closed."""
+        with self._cond:
+            while not self._pending and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return None
+            deadline = time.monotonic() + self.wait
+            while len(self._pending) < min(self.streams, self.max_batch) and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            batch: list[_Request] = []
+            while self._pending and len(batch) < self.max_batch:
+                request = self._pending.popleft()
+                if not request.abandoned:
+                    batch.append(request)
+            return batch
+
+    def _detect(self, batch: list[_Request]) -> None:
+        if not batch:
+            return
+        try:
+            results = self.detector.detect_batch([r.image for r in batch])
+        except Exception as exc:  # noqa: BLE001 - every stream of the batch fails closed
+            error = exc if isinstance(exc, FawnError) else EngineError(f"detector failed: {type(exc).__name__}: {exc}")
+            log.debug("batch of %d failed: %s", len(batch), error)
+            for request in batch:
+                request.error = error
+                request.done.set()
+            return
+        self.batches += 1
+        self.frames += len(batch)
+        for request, result in zip(batch, results):
+            request.result = result
+            request.done.set()

@@ -1,0 +1,138 @@
+"""The shared, batching detector: same faces as one-by-one, real batches across threads, fail closed."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from streamer import verify
+from streamer.anonymize import create_anonymizer
+from streamer.batching import BatchingDetector
+from streamer.config import AnonymizerConfig
+from streamer.detect import CenterFaceDetector
+from streamer.errors import DetectorTimeoutError, EngineError
+from streamer.identity import AnonymizeEveryone
+from streamer.processor import FrameProcessor
+from streamer.track import SortTracker
+from streamer.types import FaceDetections, Frame, Image
+
+
+def test_batch_matches_single_frames_at_mixed_sizes(
+    detector: CenterFaceDetector, demo_frames: list[tuple[Image, np.ndarray]]
+) -> None:
+    images = [demo_frames[0][0], demo_frames[20][0], cv2.resize(demo_frames[40][0], (320, 240))]
+    batched = detector.detect_batch(images)
+    for image, got in zip(images, batched):
+        alone = detector.detect(image)
+        assert len(got) == len(alone) > 0
+        np.testing.assert_allclose(got.xyxy, alone.xyxy, atol=0.05)
+        np.testing.assert_allclose(got.score, alone.score, atol=1e-4)
+
+
+def test_concurrent_streams_share_one_batch(
+    detector: CenterFaceDetector, demo_frames: list[tuple[Image, np.ndarray]]
+) -> None:
+    shared = BatchingDetector(detector, max_batch=4, wait_ms=500.0)
+    shared.streams = 3
+    results: dict[int, FaceDetections] = {}
+
+    def stream(i: int) -> None:
+        results[i] = shared.detect(demo_frames[i * 10][0])
+
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        shared.close()
+    assert sorted(results) == [0, 1, 2] and all(len(r) > 0 for r in results.values())
+    assert shared.batches == 1 and shared.frames == 3  # one engine call for the three streams
+
+
+class _Broken:
+    def detect_batch(self, images: list[Image]) -> list[FaceDetections]:
+        raise RuntimeError("CUDA error: an illegal memory access")
+
+    def detect(self, image: Image) -> FaceDetections:
+        return self.detect_batch([image])[0]
+
+
+class _Hung:
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def detect_batch(self, images: list[Image]) -> list[FaceDetections]:
+        self.release.wait(30)
+        return [FaceDetections.empty() for _ in images]
+
+    def detect(self, image: Image) -> FaceDetections:
+        return self.detect_batch([image])[0]
+
+
+def test_engine_error_reaches_every_caller_as_engine_error(demo_frames: list[tuple[Image, np.ndarray]]) -> None:
+    shared = BatchingDetector(_Broken())
+    try:
+        with pytest.raises(EngineError, match="illegal memory access"):
+            shared.detect(demo_frames[0][0])
+    finally:
+        shared.close()
+
+
+def test_hung_engine_times_out_and_does_not_pile_up_frames(demo_frames: list[tuple[Image, np.ndarray]]) -> None:
+    hung = _Hung()
+    shared = BatchingDetector(hung, timeout_ms=100.0)
+    try:
+        start = time.monotonic()
+        for _ in range(5):
+            with pytest.raises(DetectorTimeoutError):
+                shared.detect(demo_frames[0][0])
+        assert time.monotonic() - start < 2.0
+        assert len(shared._pending) <= 1  # abandoned requests are purged, not queued behind the hang
+    finally:
+        hung.release.set()
+        shared.close()
+
+
+def _processor(detector: object, on_error: str) -> FrameProcessor:
+    anonymizer = create_anonymizer(AnonymizerConfig())
+    return FrameProcessor(detector, SortTracker(), AnonymizeEveryone(), anonymizer, on_error=on_error)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("on_error", ["blur_frame", "tracks"])
+def test_slow_detector_frames_are_anonymized_not_passed_through(
+    detector: CenterFaceDetector, demo_frames: list[tuple[Image, np.ndarray]], on_error: str
+) -> None:
+    """Frames 0-9 detect normally; then the engine hangs: with a timeout every frame still hides every face."""
+
+    class SlowAfter:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def detect_batch(self, images: list[Image]) -> list[FaceDetections]:
+            self.calls += 1
+            if self.calls > 10:
+                time.sleep(0.3)
+            return detector.detect_batch(images)
+
+        def detect(self, image: Image) -> FaceDetections:
+            return self.detect_batch([image])[0]
+
+    shared = BatchingDetector(SlowAfter(), timeout_ms=150.0)
+    processor = _processor(shared, on_error)
+    pairs = []
+    try:
+        for i, (image, boxes) in enumerate(demo_frames[:20]):
+            frame = Frame(image.copy(), i)
+            processor.process(frame)
+            pairs.append((image, frame.image, boxes))
+    finally:
+        processor.close()
+    report = verify.face_recall(pairs)
+    assert processor.stats.detector_errors >= 5
+    assert report.recall == 1.0, f"faces leaked in frames {report.leaked_frames}"

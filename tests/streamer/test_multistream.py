@@ -1,0 +1,134 @@
+"""Several streams in one process (``streams:`` in a config): shared models, per-stream results."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import av
+import pytest
+import yaml
+
+from streamer import demo, verify
+from streamer.cli import main
+from streamer.config import load_config
+from streamer.errors import ConfigError
+from streamer.multistream import MultiStreamOptions, MultiStreamRun
+
+SPEC = demo.demo_spec(width=320, height=240, seconds=1.0)
+
+
+def _decode(path: Path) -> list:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+
+
+def _write_config(tmp_path: Path, streams: list[dict[str, str]]) -> Path:
+    path = tmp_path / "cams.yaml"
+    path.write_text(yaml.safe_dump({"detector": {"every_n": 2}, "streams": streams}))
+    return path
+
+
+def test_streams_run_together_and_a_broken_one_fails_alone(tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    demo.write_clip(SPEC, clip)
+    truth = list(demo.render(SPEC))
+    config = _write_config(tmp_path, [
+        {"name": "lobby", "source": str(clip), "output": str(tmp_path / "lobby.mp4")},
+        {"name": "door", "source": str(clip), "output": str(tmp_path / "door.mkv")},
+        {"name": "gone", "source": str(tmp_path / "missing.mp4"), "output": str(tmp_path / "gone.mp4")},
+    ])
+    stats_path = tmp_path / "stats.json"
+    code = main(["run", "-c", str(config), "--no-progress", "--stats-json", str(stats_path)])
+    assert code == 1  # one stream failed: the exit code says so, the others finished
+    for name in ("lobby.mp4", "door.mkv"):
+        frames = _decode(tmp_path / name)
+        assert len(frames) == len(truth)
+        report = verify.face_recall((orig, got, boxes) for (orig, boxes), got in zip(truth, frames))
+        assert report.recall == 1.0, f"{name}: faces leaked in frames {report.leaked_frames}"
+    stats = json.loads(stats_path.read_text())
+    assert stats["streams"]["lobby"]["state"] == "done" and stats["streams"]["lobby"]["frames"] == len(truth)
+    assert stats["streams"]["door"]["faces_anonymized"] > 0
+    assert stats["streams"]["gone"]["state"] == "failed"
+    assert "not found" in stats["streams"]["gone"]["error"]
+    assert stats["total"]["failed"] == 1 and stats["total"]["frames"] == 2 * len(truth)
+    assert stats["total"]["detector_batches"] > 0
+
+
+def test_metrics_and_health_per_stream_while_running(tmp_path: Path) -> None:
+    cfg = load_config(None, {"streams": [{"name": "a", "source": "demo"}, {"name": "b", "source": "demo"}]})
+    stop = threading.Event()
+    multi = MultiStreamRun(cfg, MultiStreamOptions(stop=stop, progress=False))
+    from streamer.metrics import MetricsServer
+
+    server = MetricsServer(lambda: {r.name: r.stats for r in multi.results}, multi.health, port=0)
+    worker = threading.Thread(target=multi.run)
+    worker.start()
+    try:
+        assert _wait(lambda: all(r.stats.frames_out > 5 for r in multi.results))
+        text = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read().decode()
+        health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5).read())
+    finally:
+        stop.set()
+        worker.join(30)
+        server.close()
+    assert 'fawn_frames_total{stream="a"}' in text and 'fawn_frames_total{stream="b"}' in text
+    assert 'fawn_reconnects_total{stream="a"} 0' in text
+    assert 'fawn_identity_decisions_total{stream="b",decision="registered"} 0' in text
+    assert health == {"ok": True, "streams": {"a": "running", "b": "running"}}
+    assert all(r.state == "done" for r in multi.results)
+
+
+def test_health_is_503_when_a_stream_failed(tmp_path: Path) -> None:
+    cfg = load_config(None, {"streams": [{"source": str(tmp_path / "nope.mp4")}]})
+    multi = MultiStreamRun(cfg, MultiStreamOptions(progress=False))
+    multi.run()
+    from streamer.metrics import MetricsServer
+
+    server = MetricsServer(lambda: {r.name: r.stats for r in multi.results}, multi.health, port=0)
+    try:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5)
+    finally:
+        server.close()
+    assert err.value.code == 503
+    assert json.loads(err.value.read())["streams"] == {"stream-0": "failed"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["run", "demo", "-o", "null", "-c", "{config}"], "not both"),
+        (["run", "--no-progress"], "lists no streams"),
+        (["run", "demo"], "-o/--output is required"),
+        (["run", "-c", "{config}", "-o", "x.mp4"], "each stream names its output"),
+    ],
+)
+def test_cli_rejects_ambiguous_stream_options(
+    tmp_path: Path, argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _write_config(tmp_path, [{"source": "demo"}])
+    code = main([a.replace("{config}", str(config)) for a in argv])
+    err = capsys.readouterr().err
+    assert code != 0 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_stream_entries_name_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'streams\[0\].url'.*valid keys.*source"):
+        load_config(None, {"streams": [{"url": "rtsp://x"}]})
+    with pytest.raises(ConfigError, match="must be unique"):
+        load_config(None, {"streams": [{"source": "demo", "name": "a"}, {"source": "demo", "name": "a"}]})
+
+
+def _wait(predicate: object, timeout: float = 60.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
