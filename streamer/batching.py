@@ -47,7 +47,7 @@ class BatchingDetector:
         self.max_batch = max_batch
         self.wait = wait_ms / 1000.0
         self.timeout = None if timeout_ms is None else timeout_ms / 1000.0
-        self.streams = 1  # how many callers to wait for before the batch is full
+        self.streams = 1  # how many streams submit frames: the batch is full when each has one waiting
         self.batches = 0
         self.frames = 0
         self._pending: deque[_Request] = deque()
@@ -74,10 +74,15 @@ class BatchingDetector:
         assert request.result is not None
         return request.result
 
+    def join(self) -> None:
+        """One more stream submits frames (a camera peer connected)."""
+        with self._cond:
+            self.streams += 1
+
     def leave(self) -> None:
         """A stream ended: stop waiting for its frames."""
         with self._cond:
-            self.streams = max(1, self.streams - 1)
+            self.streams = max(0, self.streams - 1)
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -98,7 +103,7 @@ class BatchingDetector:
             if self._closed:
                 return None
             deadline = time.monotonic() + self.wait
-            while len(self._pending) < min(self.streams, self.max_batch) and not self._closed:
+            while len(self._pending) < min(max(1, self.streams), self.max_batch) and not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

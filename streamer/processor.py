@@ -150,7 +150,7 @@ class SharedModels:
     def __init__(self, cfg: PipelineConfig, streams: int = 1) -> None:
         d = cfg.detector
         self.detector = BatchingDetector(create_detector(d), d.max_batch, d.batch_wait_ms, d.timeout_ms)
-        self.detector.streams = max(1, streams)
+        self.detector.streams = streams
         uses_gallery = cfg.identity.gallery is not None and cfg.identity.mode != "all"
         self.embedder: Embedder | None = create_embedder(cfg.identity) if uses_gallery else None
 

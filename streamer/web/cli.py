@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from streamer.config import METHODS, MODES, load_config
+from streamer.errors import ConfigError
 
 log = logging.getLogger("fawn")
 
@@ -22,7 +23,9 @@ def add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "Without SOURCE the page offers 'use my camera': the browser's webcam is anonymized on the "
         "server and sent back.",
     )
-    p.add_argument("source", nargs="?", help="video path, rtsp://..., cam:N, or 'demo' (default: browser camera)")
+    p.add_argument("source", nargs="*",
+                   help="video path, rtsp://..., cam:N, or 'demo'; several are served side by side "
+                   "(default: the config's streams:, else the browser's camera)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need a token)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     p.add_argument("-c", "--config", default=None, help="YAML config path or preset (default: the webrtc preset)")
@@ -46,6 +49,15 @@ def serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, name) for name, key in mapping.items() if getattr(args, name, None) is not None}
 
 
+def _sources(given: list[str], cfg: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """SOURCE arguments, else the config's ``streams:`` (their outputs are not used here)."""
+    if given and cfg.streams:
+        raise ConfigError("give SOURCE arguments or a config with streams:, not both")
+    if given:
+        return tuple(given), ()
+    return tuple(s.source for s in cfg.streams), tuple(cfg.stream_names())
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from streamer.web import require_webrtc
 
@@ -57,8 +69,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if token is None and not is_loopback(args.host):
         token = new_token()
         log.warning("binding %s: generated an access token (pass --token to choose one)", args.host)
+    sources, names = _sources(args.source, cfg)
     options = ServeOptions(
-        source=args.source, host=args.host, port=args.port, token=token, max_peers=args.max_peers,
+        sources=sources, names=names, host=args.host, port=args.port, token=token, max_peers=args.max_peers,
         ice_servers=tuple(args.ice_server), ice_username=args.ice_username,
         ice_credential=args.ice_credential, labels=args.labels,
     )

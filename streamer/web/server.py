@@ -39,7 +39,7 @@ from typing import Any
 from streamer.config import METHODS, MODES, PipelineConfig
 from streamer.errors import ConfigError, FawnError, MissingExtraError
 from streamer.metrics import prometheus_text
-from streamer.processor import FrameProcessor, build_processor
+from streamer.processor import FrameProcessor, SharedModels, build_processor
 from streamer.stats import RunStats
 
 try:
@@ -69,9 +69,15 @@ class ServeError(FawnError):
 
 @dataclass(frozen=True)
 class ServeOptions:
-    """How ``fawn serve`` listens. ``source`` None: browsers send their camera in."""
+    """How ``fawn serve`` listens. No source: browsers send their camera in.
+
+    ``sources``: several sources served at once (``source`` is the one-source
+    form), named by ``names`` (default: ``source`` for one, ``stream-<i>`` for more).
+    """
 
     source: str | None = None
+    sources: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8080
     token: str | None = None
@@ -89,6 +95,21 @@ class ServeOptions:
             raise ConfigError("--max-peers: must be >= 1")
         if not is_loopback(self.host) and not self.token:
             raise ConfigError(f"binding {self.host} needs a token (--token, or let fawn serve generate one)")
+        if self.source is not None and self.sources:
+            raise ConfigError("give source or sources, not both")
+        if self.names and len(self.names) != len(self.all_sources()):
+            raise ConfigError(f"{len(self.names)} stream names for {len(self.all_sources())} sources")
+        if len(set(self.stream_names())) != len(self.stream_names()):
+            raise ConfigError("stream names must be unique")
+
+    def all_sources(self) -> tuple[str, ...]:
+        return self.sources or ((self.source,) if self.source is not None else ())
+
+    def stream_names(self) -> list[str]:
+        sources = self.all_sources()
+        if self.names:
+            return list(self.names)
+        return ["source"] if len(sources) == 1 else [f"stream-{i}" for i in range(len(sources))]
 
 
 def is_loopback(host: str) -> bool:
@@ -140,6 +161,7 @@ class Peer:
     id: str
     pc: RTCPeerConnection
     kind: str  # "viewer" or "camera"
+    stream: str | None = None  # the source a viewer watches
     track: MediaStreamTrack | None = None
     processor: FrameProcessor | None = None
     created: float = field(default_factory=time.monotonic)
@@ -154,16 +176,29 @@ class RequestError(Exception):
 
 
 class FawnServer:
-    """State of one ``fawn serve``: the broadcast pipeline (with a SOURCE) or per-peer camera pipelines."""
+    """State of one ``fawn serve``: a broadcast pipeline per source, or per-peer camera pipelines.
 
-    def __init__(self, cfg: PipelineConfig, options: ServeOptions, feed: FrameFeed | None = None) -> None:
+    Every pipeline shares one set of model sessions (:class:`SharedModels`): the
+    detector batches the frames that several sources or cameras submit together.
+    """
+
+    def __init__(
+        self, cfg: PipelineConfig, options: ServeOptions, feed: FrameFeed | dict[str, FrameFeed] | None = None
+    ) -> None:
         self.cfg = cfg
         self.options = options
         self.controls = Controls(cfg.anonymizer.method, cfg.identity.mode, options.labels)
         self.peers: dict[str, Peer] = {}
-        self.hub: BroadcastHub | None = None
-        self._feed = feed
+        self.hubs: dict[str, BroadcastHub] = {}
+        self.shared: SharedModels | None = None
+        self._feeds = {options.stream_names()[0] if options.all_sources() else "source": feed} \
+            if feed is not None and not isinstance(feed, dict) else dict(feed or {})
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def hub(self) -> BroadcastHub | None:
+        """The first (with one source: the) broadcast hub; None in camera mode."""
+        return next(iter(self.hubs.values()), None)
 
     @property
     def token_required(self) -> bool:
@@ -176,28 +211,32 @@ class FawnServer:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the source and models, start the broadcast thread. Errors here stop the server."""
+        """Open the sources and models, start a broadcast thread per source. Errors here stop the server."""
         loop = asyncio.get_running_loop()
         if is_loopback(self.options.host):
             include_loopback_candidates()
-        feed = self._feed
-        if feed is None and self.options.source is not None:
-            feed = await loop.run_in_executor(None, SourceFeed, self.options.source, self.cfg.io)
-        if feed is not None:
-            processor = await loop.run_in_executor(None, build_processor, self.cfg, RunStats())
-            self.hub = BroadcastHub(feed, processor, labels=lambda: self.controls.labels)
-            self.hub.start(loop)
-        log.info("serving %s", "browser cameras" if self.hub is None else self.options.source or "a feed")
+        feeds = self._feeds
+        if not feeds:
+            for name, spec in zip(self.options.stream_names(), self.options.all_sources()):
+                feeds[name] = await loop.run_in_executor(None, SourceFeed, spec, self.cfg.io)
+        self.shared = await loop.run_in_executor(None, SharedModels, self.cfg, len(feeds))
+        for name, feed in feeds.items():
+            processor = build_processor(self.cfg, RunStats(), self.shared)
+            self.hubs[name] = BroadcastHub(feed, processor, labels=lambda: self.controls.labels)
+            self.hubs[name].start(loop)
+        log.info("serving %s", ", ".join(self.hubs) if self.hubs else "browser cameras")
 
     async def close(self) -> None:
         await asyncio.gather(*(self._close_peer(pid) for pid in list(self.peers)))
         for task in list(self._tasks):
             task.cancel()
-        if self.hub is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.hub.stop)
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, hub.stop) for hub in self.hubs.values()))
+        if self.shared is not None:
+            await loop.run_in_executor(None, self.shared.close)
 
     def processors(self) -> list[FrameProcessor]:
-        found = [self.hub.processor] if self.hub is not None else []
+        found = [hub.processor for hub in self.hubs.values()]
         return found + [p.processor for p in self.peers.values() if p.processor is not None]
 
     # -- security ----------------------------------------------------------------------------
@@ -229,7 +268,9 @@ class FawnServer:
             raise RequestError(400, 'expected JSON {"sdp": "...", "type": "offer"}')
         if len(self.peers) >= self.options.max_peers:
             raise RequestError(503, f"too many peers (limit {self.options.max_peers}): try again later")
-        peer = Peer(uuid.uuid4().hex[:12], RTCPeerConnection(self._rtc_config()), "camera" if self.camera_mode else "viewer")
+        stream = self._stream_of(body)
+        peer = Peer(uuid.uuid4().hex[:12], RTCPeerConnection(self._rtc_config()), "camera" if self.camera_mode else "viewer",
+                    stream)
         self.peers[peer.id] = peer  # reserve the slot before any await
         try:
             return await self._answer(peer, sdp)
@@ -242,6 +283,15 @@ class FawnServer:
         except BaseException:
             await self._close_peer(peer.id)
             raise
+
+    def _stream_of(self, body: dict[str, Any]) -> str | None:
+        """The source a viewer asked for (``"stream"``; default: the first one)."""
+        if self.camera_mode:
+            return None
+        name = body.get("stream", next(iter(self.hubs)))
+        if name not in self.hubs:
+            raise RequestError(404, f"no stream {name!r} (streams: {', '.join(self.hubs)})")
+        return str(name)
 
     async def _answer(self, peer: Peer, sdp: str) -> dict[str, Any]:
         pc = peer.pc
@@ -258,13 +308,14 @@ class FawnServer:
         return {"sdp": desc.sdp, "type": desc.type, "peer": peer.id}
 
     def _attach_viewer(self, peer: Peer) -> None:
-        assert self.hub is not None
+        assert peer.stream is not None
+        hub = self.hubs[peer.stream]
         video = [t for t in peer.pc.getTransceivers() if t.kind == "video"]
         if not video:
             raise RequestError(400, "the offer has no video: add a recvonly video transceiver")
         for transceiver in peer.pc.getTransceivers():
             transceiver.direction = "inactive"  # nothing is received from viewers
-        peer.track = self.hub.subscribe()
+        peer.track = hub.subscribe()
         video[0].sender.replaceTrack(peer.track)
         video[0].direction = "sendonly"
 
@@ -284,8 +335,10 @@ class FawnServer:
         transceiver.direction = "sendrecv"
 
     def _camera_processor(self) -> FrameProcessor:
-        """A processor for one camera peer, with the method and mode in force now."""
-        processor = build_processor(self.cfg, RunStats())
+        """A processor for one camera peer, with the method and mode in force now (shared models)."""
+        assert self.shared is not None
+        self.shared.detector.join()
+        processor = build_processor(self.cfg, RunStats(), self.shared)
         if self.controls.method != self.cfg.anonymizer.method:
             self._set_method([processor], self.controls.method)
         if self.controls.mode != self.cfg.identity.mode:
@@ -330,6 +383,8 @@ class FawnServer:
             return
         if peer.track is not None:
             peer.track.stop()
+        if peer.processor is not None and self.shared is not None:
+            self.shared.detector.leave()
         # shielded: cancelling a waiter of aiortc's close() would cancel its internal future
         await asyncio.shield(peer.pc.close())
         log.info("peer %s left: %d/%d", peer_id, len(self.peers), self.options.max_peers)
@@ -386,11 +441,14 @@ class FawnServer:
 
     # -- stats -------------------------------------------------------------------------------
 
-    def stats(self, peer_id: str | None) -> dict[str, Any]:
+    def stats(self, peer_id: str | None, stream: str | None = None) -> dict[str, Any]:
+        peer = self.peers.get(peer_id or "")
+        stream = stream or (peer.stream if peer is not None else None)
         return {
             "server": {
                 "input": "camera" if self.camera_mode else "source",
-                "source": self.options.source,
+                "source": ", ".join(self.options.all_sources()) or None,
+                "streams": list(self.hubs),
                 "methods": list(available_methods(self.cfg)),
                 "modes": list(MODES),
                 "gallery": self.cfg.identity.gallery is not None,
@@ -401,27 +459,40 @@ class FawnServer:
             },
             "controls": dataclasses.asdict(self.controls),
             "peers": len(self.peers),
-            "stream": self._stream_stats(peer_id),
+            "stream": self._stream_stats(peer_id, stream),
+            "streams": {name: self._hub_stats(hub) for name, hub in self.hubs.items()},
         }
 
+    def health(self) -> tuple[bool, dict[str, str]]:
+        """(no source failed, each source's state: running, ended or failed)."""
+        states = {
+            name: "failed" if hub.error else "ended" if hub.ended else "running" for name, hub in self.hubs.items()
+        }
+        return all(state != "failed" for state in states.values()), states
+
     def metrics(self) -> str:
-        """Prometheus text: the shared source stream and every camera peer's stream."""
-        streams: dict[str, RunStats] = {}
-        if self.hub is not None:
-            streams["source"] = self.hub.processor.stats
+        """Prometheus text: every source's stream and every camera peer's stream."""
+        streams: dict[str, RunStats] = {name: hub.processor.stats for name, hub in self.hubs.items()}
         for peer_id, peer in self.peers.items():
             if peer.processor is not None:
                 streams[f"camera-{peer_id}"] = peer.processor.stats
         return prometheus_text(streams, [("fawn_peers", "Connected WebRTC peers.", len(self.peers))])
 
-    def _stream_stats(self, peer_id: str | None) -> dict[str, Any] | None:
-        if self.hub is not None:
-            extra = {"viewers": self.hub.viewers, "ended": self.hub.ended, "error": self.hub.error}
-            return stream_stats(self.hub.processor.stats, self.hub.summary) | extra
+    def _stream_stats(self, peer_id: str | None, stream: str | None = None) -> dict[str, Any] | None:
+        if self.hubs:
+            if stream is not None and stream not in self.hubs:
+                raise RequestError(404, f"no stream {stream!r} (streams: {', '.join(self.hubs)})")
+            return self._hub_stats(self.hubs[stream] if stream is not None else next(iter(self.hubs.values())))
         peer = self.peers.get(peer_id or "")
         if peer is None or peer.processor is None or not isinstance(peer.track, CameraTrack):
             return None
         return stream_stats(peer.processor.stats, peer.track.summary)
+
+
+    @staticmethod
+    def _hub_stats(hub: BroadcastHub) -> dict[str, Any]:
+        extra = {"viewers": hub.viewers, "ended": hub.ended, "error": hub.error}
+        return stream_stats(hub.processor.stats, hub.summary) | extra
 
 
 def stream_stats(stats: RunStats, summary: FrameSummary) -> dict[str, Any]:
@@ -553,11 +624,12 @@ class Routes:
         return web.Response(text=html, content_type="text/html", headers={"Content-Security-Policy": PAGE_CSP})
 
     async def healthz(self, _request: web.Request) -> web.StreamResponse:
-        return web.json_response({"ok": True})
+        ok, states = self.server.health()
+        return web.json_response({"ok": ok, "streams": states}, status=200 if ok else 503)
 
     async def stats(self, request: web.Request) -> web.StreamResponse:
         self.server.check_token(request)
-        return web.json_response(self.server.stats(request.query.get("peer")))
+        return web.json_response(self.server.stats(request.query.get("peer"), request.query.get("stream")))
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         self.server.check_token(request)

@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   video: $("video"), start: $("start"), stop: $("stop"), status: $("status"),
   method: $("method"), mode: $("mode"), labels: $("labels"), hint: $("control-hint"),
-  input: $("input-line"), cameraNote: $("camera-note"),
+  input: $("input-line"), cameraNote: $("camera-note"), stream: $("stream"), streamLabel: $("stream-label"),
 };
 
 // State read by tests and by the stats loop.
@@ -42,9 +42,14 @@ function showServer(info, controls) {
   const camera = info.input === "camera";
   ui.input.textContent = camera
     ? "No source on the server: use your camera, it comes back anonymized."
+    : (info.streams || []).length > 1 ? `Sources: ${info.streams.length} streams (${info.streams.join(", ")})`
     : `Source: ${info.source}`;
   ui.start.textContent = camera ? "Use my camera" : "Watch";
   ui.cameraNote.hidden = !camera;
+  const streams = info.streams || [];
+  const wanted = new URLSearchParams(location.search).get("stream");
+  fillSelect(ui.stream, streams, streams.includes(wanted) ? wanted : streams[0]);
+  ui.streamLabel.hidden = streams.length < 2;
   fillSelect(ui.method, info.methods, controls.method);
   fillSelect(ui.mode, info.modes, controls.mode);
   ui.labels.checked = controls.labels;
@@ -93,7 +98,9 @@ async function start() {
     });
     await pc.setLocalDescription(await pc.createOffer());
     await waitIceGathering(pc, 5000);
-    const answer = await api("/offer", { sdp: pc.localDescription.sdp, type: pc.localDescription.type });
+    const offer = { sdp: pc.localDescription.sdp, type: pc.localDescription.type };
+    if (info.input !== "camera" && ui.stream.value) offer.stream = ui.stream.value;
+    const answer = await api("/offer", offer);
     window.fawn.peer = answer.peer;
     await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
     ui.stop.disabled = false;
@@ -156,7 +163,10 @@ const fmt = (v, unit) => (v === null || v === undefined ? "–" : `${Math.round(
 
 async function refreshStats() {
   try {
-    const data = await api(`/stats${window.fawn.peer ? `?peer=${window.fawn.peer}` : ""}`);
+    const query = new URLSearchParams();
+    if (window.fawn.peer) query.set("peer", window.fawn.peer);
+    else if (ui.stream.value) query.set("stream", ui.stream.value);
+    const data = await api(`/stats${query.size ? `?${query}` : ""}`);
     if (!window.fawn.server) showServer(data.server, data.controls);
     const s = data.stream;
     const b = await browserDelays(window.fawn.pc);
@@ -178,6 +188,7 @@ async function refreshStats() {
 
 ui.start.addEventListener("click", start);
 ui.stop.addEventListener("click", stop);
+ui.stream.addEventListener("change", () => { if (window.fawn.pc) { stop(); start(); } });
 ui.method.addEventListener("change", () => control({ method: ui.method.value }));
 ui.mode.addEventListener("change", () => control({ mode: ui.mode.value }));
 ui.labels.addEventListener("change", () => control({ labels: ui.labels.checked }));

@@ -125,7 +125,8 @@ class ClipTrack(MediaStreamTrack):
 
 
 async def offer(
-    pc: RTCPeerConnection, base: str, send: MediaStreamTrack | None = None, token: str | None = None
+    pc: RTCPeerConnection, base: str, send: MediaStreamTrack | None = None, token: str | None = None,
+    stream: str | None = None,
 ) -> tuple[int, Any]:
     if send is not None:
         pc.addTransceiver(send, direction="sendrecv")
@@ -135,11 +136,14 @@ async def offer(
     body = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
     if token:
         body["token"] = token
+    if stream:
+        body["stream"] = stream
     return await post_json(base, "/offer", body)
 
 
 async def receive(
-    base: str, count: int, send: MediaStreamTrack | None = None, token: str | None = None, timeout: float = 30.0
+    base: str, count: int, send: MediaStreamTrack | None = None, token: str | None = None, timeout: float = 30.0,
+    stream: str | None = None,
 ) -> list[tuple[Image, float]]:
     """Connect, decode ``count`` frames of the answer's video: (BGR image, monotonic arrival time)."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -160,7 +164,7 @@ async def receive(
     tasks: list[asyncio.Task[None]] = []
     pc.on("track", lambda track: tasks.append(asyncio.ensure_future(consume(track))))
     try:
-        status, answer = await offer(pc, base, send, token)
+        status, answer = await offer(pc, base, send, token, stream)
         assert status == 200, answer
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         await asyncio.wait_for(done, timeout)

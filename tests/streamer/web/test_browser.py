@@ -148,6 +148,29 @@ def test_camera_path_comes_back_anonymized(tmp_path: Path) -> None:
     assert checked >= GRABS // 2, f"only {checked} grabs carried a readable stamp"
 
 
+def test_picker_switches_between_sources(tmp_path: Path) -> None:
+    from streamer import demo, verify
+
+    spec = demo.demo_spec(320, 240, seconds=4.0)
+    demo.write_clip(spec, tmp_path / "small.mp4")
+    result = run_scenario("streams", tmp_path, str(tmp_path / "small.mp4"))
+    _check_plays(result)
+    assert result["first_width"] == 640 and result["picker_visible"]
+    assert result["videoWidth"] == 320 and result["stats"]["server"]["streams"] == ["wide", "small"]
+    shutil.copy(tmp_path / "page.png", _artifact("serve-streams.png"))
+    truth = list(demo.render(spec))
+    checked = 0
+    for image in grabbed(tmp_path):
+        index = _best_match(image, truth)
+        original, boxes = truth[index]
+        if verify.background_psnr(original, image, boxes) < 22:
+            continue
+        for box in boxes:
+            assert verify.face_hidden(original, image, box), f"face {box} of small-clip frame {index} is recognizable"
+        checked += 1
+    assert checked >= GRABS // 2, f"only {checked} grabs matched a source frame"
+
+
 def _artifact(name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS / name
@@ -184,7 +207,9 @@ def _write_camera_clip(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
 # script side: runs inside the network namespace
 
 
-def _start_server(source: str | None, token: str | None) -> tuple[str, Any]:
+def _start_server(
+    source: str | None, token: str | None, sources: tuple[str, ...] = (), names: tuple[str, ...] = ()
+) -> tuple[str, Any]:
     """``fawn serve`` in a background thread (event loop of its own); returns (URL, stop function)."""
     import asyncio
     import queue
@@ -200,7 +225,7 @@ def _start_server(source: str | None, token: str | None) -> tuple[str, Any]:
     def serve() -> None:
         asyncio.set_event_loop(loop)
         try:
-            options = ServeOptions(source=source, port=0, token=token)
+            options = ServeOptions(source=source, sources=sources, names=names, port=0, token=token)
             loop.run_until_complete(run_server(load_config("webrtc"), options, stop, urls.put))
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             urls.put(exc)
@@ -238,6 +263,8 @@ def _drive(scenario: str, out: Path, camera_file: str | None) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     flags = list(CHROMIUM_FLAGS)
+    if scenario == "streams":
+        return _drive_streams(flags, out, str(camera_file))
     if camera_file:
         flags += ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                   f"--use-file-for-fake-video-capture={camera_file}"]  # fmt: skip
@@ -265,6 +292,38 @@ def _drive(scenario: str, out: Path, camera_file: str | None) -> dict[str, Any]:
                     _grab(page, out, i)
                     page.wait_for_timeout(150)
                 page.wait_for_timeout(1100)  # one more stats refresh
+                result["stats"] = page.evaluate("window.fawn.stats")
+                result["state"] = page.evaluate("window.fawn.state")
+                page.screenshot(path=str(out / "page.png"))
+            finally:
+                browser.close()
+    finally:
+        shutdown()
+    return result
+
+
+def _drive_streams(flags: list[str], out: Path, small_clip: str) -> dict[str, Any]:
+    """Two sources on one server: the page starts on the first, the picker switches to the second."""
+    from playwright.sync_api import sync_playwright
+
+    url, shutdown = _start_server(None, None, sources=("demo", small_clip), names=("wide", "small"))
+    result: dict[str, Any] = {"url": url}
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags, timeout=30_000)
+            try:
+                page = browser.new_page(viewport={"width": 1100, "height": 760})
+                page.goto(url, timeout=20_000)
+                _play(page, result)
+                result["first_width"] = result["videoWidth"]
+                result["picker_visible"] = page.is_visible("#stream")
+                page.select_option("#stream", "small")
+                page.wait_for_function("() => document.getElementById('video').videoWidth === 320", timeout=30_000)
+                _play(page, result)
+                for i in range(GRABS):
+                    _grab(page, out, i)
+                    page.wait_for_timeout(150)
+                page.wait_for_timeout(1100)
                 result["stats"] = page.evaluate("window.fawn.stats")
                 result["state"] = page.evaluate("window.fawn.state")
                 page.screenshot(path=str(out / "page.png"))

@@ -420,3 +420,48 @@ def test_cli_rejects_a_port_in_use() -> None:
         with pytest.raises(ServeError, match="cannot listen"):
             run(main(), 30)
         assert time.monotonic() - started < 30
+
+
+def test_several_sources_served_side_by_side(clip: Clip) -> None:
+    """Two sources, one process: each viewer picks one, both come anonymized, per-stream stats and metrics."""
+    small = make_clip(320, 240, seconds=2.0)
+    feeds = {"lobby": clip_feed(clip), "door": clip_feed(small)}
+    options = ServeOptions(sources=("lobby.mp4", "door.mp4"), names=("lobby", "door"))
+
+    async def main() -> tuple[Any, ...]:
+        async with running(serve_config(), options, feeds) as (server, base):  # type: ignore[arg-type]
+            lobby, door = await asyncio.gather(receive(base, 10, stream="lobby"), receive(base, 10, stream="door"))
+            missing = await post_json(base, "/offer", {"sdp": "v=0", "type": "offer", "stream": "garage"})
+            _, stats = await get(base, "/stats?stream=door")
+            _, metrics = await get(base, "/metrics")
+            health = await get(base, "/healthz")
+            assert server.shared is not None
+            return lobby, door, missing, stats, metrics, health, server.shared.detector.batches
+
+    lobby, door, missing, stats, metrics, health, batches = run(main())
+    assert {f[0].shape for f in lobby} == {(480, 640, 3)} and {f[0].shape for f in door} == {(240, 320, 3)}
+    assert assert_anonymized(clip, lobby) >= 5
+    checked = 0
+    for image, _ in door:  # the small clip's stamps are at the same 8 px blocks
+        index = read_stamp(image)
+        if index is not None:
+            checked += 1
+            assert all(verify.face_hidden(small.frames[index], image, box) for box in small.boxes[index])
+    assert checked >= 5
+    assert missing[0] == 404 and "lobby, door" in missing[1]["error"]
+    import json
+
+    data = json.loads(stats)
+    assert data["server"]["streams"] == ["lobby", "door"] and data["stream"]["frames"] > 0
+    assert set(data["streams"]) == {"lobby", "door"}
+    assert 'fawn_frames_total{stream="lobby"}' in metrics and 'fawn_frames_total{stream="door"}' in metrics
+    assert health[0] == 200 and json.loads(health[1])["streams"] == {"lobby": "running", "door": "running"}
+    assert batches > 0  # both hubs went through the one shared detector
+
+
+def test_serve_rejects_sources_and_config_streams_together(tmp_path: Path) -> None:
+    from streamer.cli import main
+
+    config = tmp_path / "s.yaml"
+    config.write_text("streams:\n  - source: demo\n")
+    assert main(["serve", "demo", "-c", str(config)]) == 2
