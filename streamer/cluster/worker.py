@@ -1,0 +1,273 @@
+"""One worker's model session: load the models once, anonymize many files.
+
+:class:`FileAnonymizer` is plain Python (the Ray actor in :mod:`streamer.cluster.job`
+wraps it), so it also runs in-process. The detector and identity model sessions
+and the gallery are built once; every file gets a fresh tracker, identity state
+and anonymizer, so no per-stream state crosses from one file to the next.
+
+Outputs appear under their final name only when complete: a local (or shared)
+output is written as ``clip.partial.mp4`` and renamed; for an object store the
+input is downloaded to a local temporary file, processed, uploaded under the
+partial name and moved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+
+from streamer import __version__
+from streamer.anonymize import create_anonymizer
+from streamer.cluster import uris
+from streamer.config import PipelineConfig
+from streamer.detect import Detector, create_detector
+from streamer.embed import Embedder
+from streamer.errors import FawnError
+from streamer.gallery import Gallery
+from streamer.identity import (
+    PENDING,
+    AnonymizeEveryone,
+    IdentityResolver,
+    TrackIdentityResolver,
+    create_identity,
+)
+from streamer.processor import FrameProcessor
+from streamer.sinks import open_sink
+from streamer.sources import open_source
+from streamer.stats import RunStats
+from streamer.threads import FrameReader, FrameWriter
+from streamer.track import SortTracker
+
+log = logging.getLogger(__name__)
+
+# fault injection for the tests: the first worker to take a file creates this file and
+# kills its own process with SIGKILL (as the OOM killer would); later workers carry on
+KILL_ONCE_ENV = "FAWN_FAULT_KILL_ONCE"
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What every worker needs, shipped through Ray's object store: the config and the gallery's bytes."""
+
+    config: PipelineConfig
+    gallery: bytes | None = None
+    threads: int = 1  # inference threads when the config says 0 (all cores): the worker's CPUs
+
+
+@dataclass(frozen=True)
+class FileTask:
+    rel: str
+    input_uri: str
+    output_uri: str
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class FileResult:
+    rel: str
+    ok: bool
+    input_sha256: str | None = None
+    frames: int = 0
+    faces_anonymized: int = 0
+    identity: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str | None = None
+    worker: dict[str, Any] = field(default_factory=dict)
+    input_size: int | None = None
+    input_mtime: float | None = None
+
+
+class FileAnonymizer:
+    """A model session that anonymizes whole files (see the module docstring)."""
+
+    def __init__(self, setup: WorkerSetup) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="fawn-worker-")
+        self.cfg = _worker_config(setup, Path(self._tmp.name))
+        self.detector: Detector = create_detector(self.cfg.detector)
+        self._embedder: Embedder | None = None
+        self._gallery: Gallery | None = None
+        probe = create_identity(self.cfg.identity)  # a bad gallery or mode fails here, once, not per file
+        if isinstance(probe, TrackIdentityResolver):
+            self._embedder, self._gallery = probe.embedder, probe.gallery
+        self.worker = {"pid": os.getpid(), "host": socket.gethostname(), "fawn": __version__}
+        log.info("worker %d ready", os.getpid())
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def process(self, task: FileTask) -> FileResult:
+        """Anonymize one file; a file's failure is a result, not an exception."""
+        _maybe_kill_for_tests()
+        start = time.monotonic()
+        try:
+            result = self._process(task)
+        except FawnError as exc:
+            return self._failed(task, str(exc), start)
+        except (OSError, av.FFmpegError, ValueError) as exc:  # I/O or codec trouble outside fawn's wrappers
+            log.exception("%s failed", task.rel)
+            return self._failed(task, f"{type(exc).__name__}: {exc}", start)
+        return dataclasses.replace(result, seconds=round(time.monotonic() - start, 3), worker=self.worker)
+
+    def _failed(self, task: FileTask, error: str, start: float) -> FileResult:
+        log.error("%s: %s", task.rel, error)
+        return FileResult(task.rel, False, error=error, seconds=round(time.monotonic() - start, 3), worker=self.worker)
+
+    def _process(self, task: FileTask) -> FileResult:
+        in_fs, in_path = uris.resolve(task.input_uri)
+        out_fs, out_path = uris.resolve(task.output_uri)
+        size, mtime = uris.stat(in_fs, in_path)
+        with tempfile.TemporaryDirectory(prefix="fawn-file-", dir=self._tmp.name) as scratch:
+            local_in = in_path if uris.is_local(in_fs) else _download(in_fs, in_path, Path(scratch))
+            checksum = uris.sha256_file(uris.resolve(local_in)[0], local_in)
+            if uris.is_local(out_fs):
+                stats, decisions = self._anonymize_local(local_in, out_path)
+            else:
+                local_out = str(Path(scratch) / ("out" + Path(out_path).suffix))
+                stats, decisions = self._anonymize_local(local_in, local_out)
+                _upload(out_fs, local_out, out_path)
+        return FileResult(
+            task.rel, True, checksum, stats.frames_out, stats.faces_anonymized,
+            _identity_summary(stats, decisions), input_size=size, input_mtime=mtime,
+        )
+
+    def _anonymize_local(self, src: str, dst: str) -> tuple[RunStats, dict[int, str]]:
+        """``src`` -> ``dst`` through ``dst``'s partial name, renamed only when complete."""
+        os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+        partial = uris.partial_name(dst)
+        try:
+            result = self._run(src, partial)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
+        os.replace(partial, dst)
+        return result
+
+    def _run(self, src: str, dst: str) -> tuple[RunStats, dict[int, str]]:
+        """Decode thread -> this session's stages -> encode thread, every frame (files are not live)."""
+        stats = RunStats()
+        processor = self._processor(stats)
+        decisions: dict[int, str] = {}
+        source = open_source(src, self.cfg.io)
+        try:
+            sink = open_sink(dst, source.info, self.cfg.io)
+        except BaseException:
+            source.close()
+            raise
+        reader, writer = FrameReader(source, self.cfg.io.queue_size, drop_oldest=False), FrameWriter(sink, self.cfg.io.queue_size)
+        reader.start()
+        writer.start()
+        try:
+            while (item := reader.get(timeout=None)) is not None:
+                if isinstance(item, av.Packet):
+                    writer.put(item)
+                    continue
+                stats.frames_in += 1
+                _record(decisions, processor.process(item))
+                writer.put(item)
+                stats.frame_done(item.t_decoded)
+        finally:
+            reader.stop()
+            processor.close()
+            writer.close()
+        return stats, decisions
+
+    def _processor(self, stats: RunStats) -> FrameProcessor:
+        cfg, t = self.cfg, self.cfg.tracker
+        tracker = SortTracker(t.max_coast, t.iou_threshold, t.max_center_jump, t.box_grow_per_frame)
+        anonymizer = create_anonymizer(cfg.anonymizer, ksame=cfg.ksame, identity=cfg.identity, diffusion=cfg.diffusion)
+        return FrameProcessor(
+            self.detector, tracker, self._identity(stats), anonymizer, cfg.detector.every_n, cfg.on_error, stats,
+            cfg.detector.adaptive,
+        )
+
+    def _identity(self, stats: RunStats) -> IdentityResolver:
+        if self._gallery is None or self._embedder is None:
+            return AnonymizeEveryone()
+        return TrackIdentityResolver(self._embedder, self._gallery, self.cfg.identity, stats)
+
+
+def validate_setup(setup: WorkerSetup) -> None:
+    """Check the gallery and identity mode where the job starts (one clear error, not one per file)."""
+    with tempfile.TemporaryDirectory(prefix="fawn-check-") as tmp:
+        probe = create_identity(_worker_config(setup, Path(tmp)).identity)
+        close = getattr(probe, "close", None)
+        if close is not None:
+            close()
+
+
+def _worker_config(setup: WorkerSetup, tmp: Path) -> PipelineConfig:
+    """The config as the worker runs it: the shipped gallery written locally, threads fitted to the worker."""
+    cfg = setup.config
+    ident = cfg.identity
+    gallery = None
+    if setup.gallery is not None:
+        path = tmp / "gallery.fawn"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(setup.gallery)
+        gallery = str(path)
+    # identity decisions go to the manifest; an audit path is the driver's, not the worker's
+    ident = dataclasses.replace(ident, gallery=gallery, audit=None, threads=ident.threads or setup.threads)
+    det = dataclasses.replace(cfg.detector, threads=cfg.detector.threads or setup.threads)
+    return dataclasses.replace(cfg, identity=ident, detector=det)
+
+
+def _record(decisions: dict[int, str], tracked: Any) -> None:
+    if tracked.identity is None or tracked.track_id is None:
+        return
+    for tid, identity in zip(tracked.track_id, tracked.identity):
+        if identity is not None and identity != PENDING:
+            decisions[int(tid)] = identity
+
+
+def _identity_summary(stats: RunStats, decisions: dict[int, str]) -> dict[str, Any]:
+    """Identity calls and each decided track's last decision (tracks never decided stayed anonymized)."""
+    return {
+        "calls": sum(stats.identity_calls.values()),
+        "tracks": len(stats.track_ids),
+        "decided": {str(tid): decision for tid, decision in sorted(decisions.items())},
+        "visible_face_frames": stats.faces_visible,
+    }
+
+
+def _download(fs: Any, path: str, scratch: Path) -> str:
+    local = scratch / ("in" + Path(path).suffix)
+    fs.get_file(path, str(local))
+    return str(local)
+
+
+def _upload(fs: Any, local: str, path: str) -> None:
+    """Upload under the partial name, then move: readers never see a half-written object."""
+    partial = uris.partial_name(path)
+    parent = os.path.dirname(path)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    try:
+        fs.put_file(local, partial)
+        fs.mv(partial, path)
+    except BaseException:
+        if fs.exists(partial):
+            fs.rm(partial)
+        raise
+
+
+def _maybe_kill_for_tests() -> None:
+    marker = os.environ.get(KILL_ONCE_ENV)
+    if not marker:
+        return
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    log.warning("%s: killing worker %d (fault injection)", KILL_ONCE_ENV, os.getpid())
+    os.kill(os.getpid(), signal.SIGKILL)
