@@ -386,17 +386,21 @@ class LiveSource:
             log.warning("%s: %s; reconnect attempt %d/%d in %.2fs", name, why, self._tries, attempts, delay)
             time.sleep(delay)
             try:
-                return self._connect_once()
+                return self._connect_once(initial)
             except (av.error.FFmpegError, OSError) as exc:
                 last = exc
         what = "could not connect to" if initial else "lost"
         reason = error_reason(last) if last else "no frames after reconnecting"
         raise SourceLostError(f"{what} {name} after {attempts} reconnect attempts (last error: {reason})")
 
-    def _connect_once(self) -> av.container.InputContainer:
+    def _connect_once(self, initial: bool = True) -> av.container.InputContainer:
+        """One connection. A "not found" is final on the first open (a wrong URL) but not after
+        a drop: a relay answers 404 while the camera behind it reboots."""
         try:
             return self._connector.connect()
         except self._connector.permanent as exc:
+            if not initial and isinstance(exc, av.error.HTTPNotFoundError):
+                raise
             raise SourceError(f"cannot open {self._connector.name}: {error_reason(exc)}") from None
 
     # -- reading
