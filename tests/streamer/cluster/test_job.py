@@ -7,8 +7,10 @@ import json
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 
+from streamer import demo
 from streamer.cli import main
 from streamer.cluster.manifest import DONE, FAILED, MANIFEST_NAME, read_rows
 from streamer.cluster.worker import KILL_ONCE_ENV
@@ -39,21 +41,33 @@ def _summary(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_local_ray_with_file_uris(collection: Path, tmp_path: Path) -> None:
-    """Without --ray: a local Ray instance; fsspec file:// URIs in and out."""
+def _stranger_gallery(tmp_path: Path) -> Path:
+    """A gallery of someone who is not in the clips (a face of insightface's t1.jpg)."""
+    photo = demo.t1_photos()[0]
+    x1, y1, x2, y2 = (int(v) for v in photo.box)
+    cv2.imwrite(str(tmp_path / "stranger.png"), photo.image[max(0, y1 - 60) : y2 + 60, max(0, x1 - 60) : x2 + 60])
+    gallery = tmp_path / "team.fawn"
+    assert main(["enroll", str(tmp_path / "stranger.png"), "--name", "stranger", "-o", str(gallery)]) == 0
+    return gallery
+
+
+def test_local_ray_with_file_uris_and_a_gallery(collection: Path, tmp_path: Path) -> None:
+    """Without --ray: a local Ray instance; fsspec file:// URIs; the gallery shipped through Ray."""
     src = tmp_path / "in"
     for rel in CLIPS[:2]:
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_bytes((collection / rel).read_bytes())
     out = tmp_path / "out"
     rc = main(["batch", src.as_uri(), "-o", out.as_uri(), "--workers", "1", "--no-progress",
-               "--summary-json", str(tmp_path / "s.json")])
+               "--gallery", str(_stranger_gallery(tmp_path)), "--summary-json", str(tmp_path / "s.json")])
     assert rc == 0
     assert sorted(_summary(tmp_path / "s.json")["done"]) == sorted(CLIPS[:2])
     for rel in CLIPS[:2]:
-        assert face_recall(out / rel) == 1.0
+        assert face_recall(out / rel) == 1.0  # nobody in the clips is registered: every face hidden
     rows = read_rows(str(out / MANIFEST_NAME))
     assert {r.status for r in rows.values()} == {DONE}
+    for row in rows.values():  # the workers really ran the identity model on the shipped gallery
+        assert row.identity["calls"] > 0 and set(row.identity["decided"].values()) == {"unknown"}
 
 
 def test_cluster_job_retries_a_killed_worker_fails_a_broken_file_and_reruns_nothing(

@@ -46,3 +46,24 @@ def test_broken_file_is_a_failed_result_and_leaves_no_output(session: FileAnonym
     result = session.process(FileTask("broken.mp4", str(broken), str(tmp_path / "out" / "broken.mp4")))
     assert not result.ok and result.error
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*"))
+
+
+def test_gallery_travels_as_bytes_and_decisions_are_reported(tmp_path: Path) -> None:
+    """The worker never reads the driver's gallery path: it gets the bytes (as Ray ships them)."""
+    import cv2
+
+    from streamer import demo
+    from streamer.cli import main
+
+    cv2.imwrite(str(tmp_path / "astronaut.png"), demo.astronaut().image)
+    assert main(["enroll", str(tmp_path / "astronaut.png"), "--name", "astronaut", "-o", str(tmp_path / "team.fawn")]) == 0
+    cfg = load_config(None, {"identity.gallery": str(tmp_path / "not-on-this-worker.fawn")})
+    worker = FileAnonymizer(WorkerSetup(cfg, (tmp_path / "team.fawn").read_bytes()))
+    try:
+        clip = write_clip(tmp_path / "a.mp4")
+        result = worker.process(FileTask("a.mp4", str(clip), str(tmp_path / "out.mp4")))
+    finally:
+        worker.close()
+    assert result.ok, result.error
+    assert result.identity["calls"] > 0 and "registered:astronaut" in result.identity["decided"].values()
+    assert result.identity["visible_face_frames"] > 0  # exempt mode: the registered person stays visible
