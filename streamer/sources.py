@@ -13,6 +13,7 @@ the video frames so a sink can pass the audio through.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -54,9 +55,12 @@ class Source(Protocol):
 
 
 def open_source(spec: str, io: IOConfig) -> Source:
-    """Open ``spec``: a file path, ``rtsp://…``/``rtsps://…``, ``cam:N`` or ``demo``."""
+    """Open ``spec``: a file path, ``rtsp://…``/``rtsps://…``, ``cam:N``, ``demo`` or
+    ``demo-live[:WxH][@FPS]`` (the demo clip as an endless live camera)."""
     if spec == "demo":
         return DemoSource()
+    if spec.startswith("demo-live"):
+        return DemoLiveSource(*parse_demo_live(spec))
     if spec.lower().startswith(RTSP_SCHEMES):
         return LiveSource(_RtspConnector(spec, io), io)
     if spec.startswith("cam:"):
@@ -223,6 +227,68 @@ class DemoSource:
             if self._closed:
                 return
             yield Frame(image, index, pts=index, time_base=self.info.time_base, t_decoded=time.monotonic())
+
+    def close(self) -> None:
+        self._closed = True
+
+
+def parse_demo_live(spec: str) -> tuple[int, int, float]:
+    """``demo-live[:WxH][@FPS]`` -> (width, height, fps); defaults 640x480 at 30 fps."""
+    rest = spec.removeprefix("demo-live")
+    size, _, rate = rest.lstrip(":").partition("@")
+    try:
+        width, height = (int(v) for v in size.lower().split("x")) if size else (640, 480)
+        fps = float(rate) if rate else 30.0
+    except ValueError:
+        raise SourceError(f"bad source '{spec}': expected demo-live[:WIDTHxHEIGHT][@FPS], e.g. demo-live:1280x720@15") from None
+    if not (32 <= width <= 7680 and 32 <= height <= 4320 and 1 <= fps <= 240) or (rest and rest[0] not in ":@"):
+        raise SourceError(f"bad source '{spec}': expected demo-live[:WIDTHxHEIGHT][@FPS], e.g. demo-live:1280x720@15")
+    return width, height, fps
+
+
+@functools.lru_cache(maxsize=4)
+def _demo_loop(width: int, height: int, fps: int) -> tuple[bytes, ...]:
+    """3 s of the demo clip as H.264 packets (a keyframe a second), decoded live like a camera stream."""
+    from streamer import demo
+
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.time_base, codec.framerate, codec.gop_size = Fraction(1, fps), Fraction(fps), fps
+    codec.options = {"preset": "veryfast", "crf": "23", "bframes": "0"}
+    packets: list[bytes] = []
+    for i, (image, _) in enumerate(demo.render(demo.demo_spec(width, height, seconds=3.0, fps=fps))):
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts = i
+        packets += [bytes(p) for p in codec.encode(frame)]
+    packets += [bytes(p) for p in codec.encode(None)]
+    return tuple(packets)
+
+
+class DemoLiveSource:
+    """The demo clip's real faces as an endless live H.264 camera at ``fps`` (smoke tests, benchmarks).
+
+    Packets are decoded as they come, on the wall clock whether or not anyone
+    keeps up, like a camera: a slow pipeline drops frames (live), it does not
+    slow the source down.
+    """
+
+    def __init__(self, width: int = 640, height: int = 480, fps: float = 30.0) -> None:
+        self._packets = _demo_loop(width, height, max(1, round(fps)))
+        self.info = StreamInfo(f"demo-live:{width}x{height}@{fps:g}", width, height, fps, Fraction(1, 90000),
+                               live=True)
+        self._closed = False
+
+    def read(self) -> Iterator[Item]:
+        decoder = av.CodecContext.create("h264", "r")
+        decoder.thread_type = "SLICE"
+        start, step = time.monotonic(), 1.0 / self.info.fps
+        sent = index = 0
+        while not self._closed:
+            time.sleep(max(0.0, start + sent * step - time.monotonic()))
+            for frame in decoder.decode(av.Packet(self._packets[sent % len(self._packets)])):
+                yield _to_frame(frame, index, round(index * step * 90000), self.info.time_base)
+                index += 1
+            sent += 1
 
     def close(self) -> None:
         self._closed = True

@@ -181,3 +181,25 @@ def test_unresolvable_rtsp_host_fails_within_open_timeout() -> None:
 def test_redact_url_hides_password() -> None:
     assert redact_url("rtsp://admin:secret@cam.local/stream") == "rtsp://admin:***@cam.local/stream"
     assert redact_url("rtsp://cam.local/stream") == "rtsp://cam.local/stream"
+
+
+def test_demo_live_is_a_paced_live_h264_camera() -> None:
+    source = open_source("demo-live:320x240@20", IOConfig())
+    assert source.info.live and (source.info.width, source.info.height, source.info.fps) == (320, 240, 20.0)
+    start = time.monotonic()
+    frames = []
+    for item in source.read():
+        frames.append(item)
+        if len(frames) == 20:
+            break
+    source.close()
+    elapsed = time.monotonic() - start
+    assert [f.index for f in frames] == list(range(20)) and frames[0].image.shape == (240, 320, 3)
+    assert 0.8 < elapsed < 3.0  # paced at 20 fps, not as fast as it can decode
+    assert float(np.std(frames[-1].image)) > 20
+
+
+@pytest.mark.parametrize("spec", ["demo-live:640", "demo-live:axb", "demo-live@0", "demo-liveX"])
+def test_demo_live_bad_spec_is_one_clear_error(spec: str) -> None:
+    with pytest.raises(SourceError, match="expected demo-live"):
+        open_source(spec, IOConfig())
