@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -246,8 +247,16 @@ def parse_demo_live(spec: str) -> tuple[int, int, float]:
     return width, height, fps
 
 
-@functools.lru_cache(maxsize=4)
+_DEMO_LOCK = threading.Lock()  # several demo-live streams of one size encode their loop once
+
+
 def _demo_loop(width: int, height: int, fps: int) -> tuple[bytes, ...]:
+    with _DEMO_LOCK:
+        return _encode_demo_loop(width, height, fps)
+
+
+@functools.lru_cache(maxsize=4)
+def _encode_demo_loop(width: int, height: int, fps: int) -> tuple[bytes, ...]:
     """3 s of the demo clip as H.264 packets (a keyframe a second), decoded live like a camera stream."""
     from streamer import demo
 
