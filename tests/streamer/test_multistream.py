@@ -132,3 +132,38 @@ def _wait(predicate: object, timeout: float = 60.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_signal_stops_every_live_stream_with_playable_outputs(tmp_path: Path, sig: str) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = _write_config(tmp_path, [
+        {"name": "a", "source": "demo-live:320x240@15", "output": str(tmp_path / "a.mp4")},
+        {"name": "b", "source": "demo-live:320x240@15", "output": str(tmp_path / "b.mkv")},
+    ])
+    stats = tmp_path / "stats.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "run", "-c", str(config), "--no-progress", "--stats-json", str(stats)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(
+            (tmp_path / n).exists() and (tmp_path / n).stat().st_size > 20_000 for n in ("a.mp4", "b.mkv")
+        ):
+            time.sleep(0.2)
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    summary = json.loads(stats.read_text())
+    for name, path in (("a", "a.mp4"), ("b", "b.mkv")):
+        assert summary["streams"][name]["state"] == "done"
+        assert len(_decode(tmp_path / path)) >= 10
