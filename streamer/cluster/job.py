@@ -11,8 +11,10 @@ worker process) is retried on a fresh actor; every failure counts towards
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
+import os
 import socket
 import threading
 import time
@@ -130,6 +132,7 @@ def import_ray() -> Any:
 def run_job(options: BatchOptions, stop: threading.Event | None = None) -> JobReport:
     """Anonymize every video under ``options.input_uri`` to ``options.output_uri`` on Ray."""
     ray = import_ray()
+    options = _absolute(options)
     collection, setup, cfg_hash = _prepare(options)
     planned = mf.plan(collection, mf.read_rows(options.manifest), cfg_hash, options.rehash)
     report = JobReport(skipped=list(planned.skipped), manifest=options.manifest)
@@ -147,6 +150,18 @@ def run_job(options: BatchOptions, stop: threading.Event | None = None) -> JobRe
         if owns_ray:
             ray.shutdown()
     return report
+
+
+def _absolute(options: BatchOptions) -> BatchOptions:
+    """Local paths made absolute: workers do not share the driver's working directory."""
+
+    def fix(uri: str) -> str:
+        return uri if "://" in uri else os.path.abspath(uri)
+
+    manifest = fix(options.manifest_uri) if options.manifest_uri is not None else None
+    return dataclasses.replace(
+        options, input_uri=fix(options.input_uri), output_uri=fix(options.output_uri), manifest_uri=manifest
+    )
 
 
 def _prepare(options: BatchOptions) -> tuple[uris.Collection, WorkerSetup, str]:

@@ -70,7 +70,7 @@ def _session_pids(sid: int) -> list[int]:
     return pids
 
 
-def _end_session(sid: int, grace: float = 5.0) -> None:
+def _end_session(sid: int, grace: float = 3.0) -> None:
     """SIGTERM every process of session ``sid``, SIGKILL what is left after ``grace`` seconds."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in _session_pids(sid):
