@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from streamer.pipeline import RunOptions, run
 from streamer.processor import SharedModels
 from streamer.sources import redact_url
 from streamer.stats import RunStats
+from streamer.types import FaceDetections, Frame
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +49,26 @@ class StreamResult:
         return info | {"error": self.error} | self.stats.to_json()
 
 
+StreamFrameCallback = Callable[[str, Frame, FaceDetections], None]
+
+
 @dataclass
 class MultiStreamOptions:
-    """``stop`` ends every stream (SIGINT/SIGTERM); ``progress``: bars for files, stats lines for live."""
+    """``stop`` ends every stream (SIGINT/SIGTERM); ``progress``: bars for files, stats lines for live;
+    ``on_frame(stream name, frame, faces)`` sees each anonymized frame (on that stream's thread)."""
 
     stop: threading.Event = field(default_factory=threading.Event)
     progress: bool = True
     stats_interval: float = 2.0
     max_frames: int | None = None
+    on_frame: StreamFrameCallback | None = None
+
+
+def _bind(callback: StreamFrameCallback, name: str) -> Callable[[Frame, FaceDetections], None]:
+    def on_frame(frame: Frame, faces: FaceDetections) -> None:
+        callback(name, frame, faces)
+
+    return on_frame
 
 
 class MultiStreamRun:
@@ -95,8 +109,9 @@ class MultiStreamRun:
 
     def _stream(self, position: int, spec: StreamConfig, result: StreamResult, shared: SharedModels) -> None:
         opts = self.options
+        on_frame = _bind(opts.on_frame, result.name) if opts.on_frame is not None else None
         options = RunOptions(stop=opts.stop, progress=opts.progress, stats_interval=opts.stats_interval,
-                             max_frames=opts.max_frames, label=result.name, position=position)
+                             max_frames=opts.max_frames, label=result.name, position=position, on_frame=on_frame)
         result.state = "running"
         try:
             run(spec.source, spec.output, self.cfg, options, shared=shared, stats=result.stats)

@@ -16,6 +16,7 @@ import importlib.util
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -201,6 +202,8 @@ def worker_resources(options: BatchOptions) -> tuple[float, float]:
 
 # -- connecting ----------------------------------------------------------------
 
+LOCAL_NODE_IP = "127.0.0.2"
+
 
 def _connect(ray: Any, options: BatchOptions) -> bool:
     """Join the cluster (or start a local instance). True when this call started Ray in this process."""
@@ -213,6 +216,8 @@ def _connect(ray: Any, options: BatchOptions) -> bool:
     }
     if options.ray_address is None:
         kwargs.update(address="local", include_dashboard=False)
+        if sys.platform.startswith("linux"):  # a private instance stays on loopback (Ray swaps 127.0.0.1
+            kwargs["_node_ip_address"] = LOCAL_NODE_IP  # for the primary address; 127.0.0.2 it keeps)
     else:
         _check_reachable(options.ray_address, options.connect_timeout)
         kwargs["address"] = options.ray_address

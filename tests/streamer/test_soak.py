@@ -81,3 +81,44 @@ def test_soak_memory_flat_queues_bounded_no_leak(monkeypatch: pytest.MonkeyPatch
     assert not leaks, f"faces left recognizable in frames {leaks[:10]}"
     assert max(warm) - warm[0] < 40.0, f"RSS grew from {warm[0]:.0f} to {max(warm):.0f} MB"
     assert float(np.median(np.diff(warm))) <= 0.5
+
+
+@pytest.mark.slow
+def test_soak_two_streams_shared_models_memory_flat_no_leak(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two accelerated live cameras in one process (shared batching detector) for the soak length."""
+    from streamer.multistream import MultiStreamOptions, MultiStreamRun
+
+    stop = threading.Event()
+    sources = {"cam-a": LoopingLiveSource(stop), "cam-b": LoopingLiveSource(stop)}
+    monkeypatch.setattr(pipeline, "open_source", lambda spec, io: sources[spec])
+    cfg = load_config(None, {"io.queue_size": 4, "detector.every_n": 2, "streams": [
+        {"name": name, "source": name, "output": "null"} for name in sources
+    ]})
+    rss: list[float] = []
+    leaks: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def on_frame(name: str, frame: Frame, tracked: FaceDetections) -> None:
+        source = sources[name]
+        original, truth = source.frames[frame.index % len(source.frames)]
+        if frame.index % 7 == 0 and not all(verify.face_hidden(original, frame.image, box) for box in truth):
+            leaks.append((name, frame.index))
+        if name == "cam-a" and frame.index % 50 == 0:
+            with lock:
+                rss.append(_rss_mb())
+
+    multi = MultiStreamRun(cfg, MultiStreamOptions(stop=stop, progress=False, on_frame=on_frame))
+    timer = threading.Timer(SECONDS, stop.set)
+    timer.start()
+    try:
+        results = multi.run()
+    finally:
+        timer.cancel()
+    warm = rss[len(rss) // 5 :]
+    outs = {r.name: (r.stats.frames_out, r.stats.dropped) for r in results}
+    print(f"\nsoak 2 streams {SECONDS:.0f}s: (frames out, dropped) {outs}, "
+          f"RSS {warm[0]:.0f} -> {warm[-1]:.0f} MB (max {max(warm):.0f})")
+    assert all(r.state == "done" and r.stats.frames_out > 0 and r.stats.dropped > 0 for r in results)
+    assert not leaks, f"faces left recognizable in {leaks[:10]}"
+    assert max(warm) - warm[0] < 40.0, f"RSS grew from {warm[0]:.0f} to {max(warm):.0f} MB"
+    assert float(np.median(np.diff(warm))) <= 0.5
