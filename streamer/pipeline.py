@@ -109,8 +109,7 @@ def _loop(stream: _Stream, options: RunOptions, reporter: _Reporter) -> None:
                 item = reader.get(timeout=stream.filler.timeout() if stream.filler else None)
         except queue.Empty:  # a stalled live source: keep the output going, never with a raw frame
             assert stream.filler is not None
-            for filled in stream.filler.fill(stats):
-                writer.put(filled)
+            writer.put(stream.filler.fill(stats))
             stats.reconnects = getattr(stream.source, "reconnects", 0)
             continue
         if item is None:
@@ -123,7 +122,7 @@ def _loop(stream: _Stream, options: RunOptions, reporter: _Reporter) -> None:
         tracked = stream.processor.process(item)
         if options.on_frame is not None:
             options.on_frame(item, tracked)
-        if stream.filler is not None:
+        if stream.filler is not None:  # a live source
             stream.filler.remember(item)
             stats.reconnects = getattr(stream.source, "reconnects", 0)
         with stats.timed("encode_wait"):
@@ -149,7 +148,6 @@ class StallFiller:
         self.hold_for = io.hold_for
         self.period = 1.0 / max(info.fps, 1.0)
         self._time_base = info.time_base
-        self._step = max(1, round(self.period / float(info.time_base)))
         self._shape = (info.height, info.width, 3)
         self._last: Frame | None = None
         self._last_real = time.monotonic()
@@ -166,7 +164,7 @@ class StallFiller:
             log.info("source is back after %.1fs", time.monotonic() - self._last_real)
         self._last, self._last_real, self._stalled = frame, time.monotonic(), False
 
-    def fill(self, stats: RunStats) -> list[Frame]:
+    def fill(self, stats: RunStats) -> Frame:
         """The filler frame due now (one per call), counted in ``stats``."""
         if not self._stalled:
             log.warning("no frame for %.1fs: sending %s frames until the source is back", self.stall_after,
@@ -180,7 +178,7 @@ class StallFiller:
             stats.frames_held += 1
         else:
             stats.frames_blank += 1
-        return [frame]
+        return frame
 
     def _black(self) -> Image:
         shape = self._last.image.shape if self._last is not None else self._shape

@@ -139,6 +139,12 @@ class FrameProcessor:
         self.stats.active_tracks = len(tracked)
 
 
+def batching_detector(cfg: PipelineConfig) -> BatchingDetector:
+    """The configured detector behind its own detection thread (batches, bounded waits)."""
+    d = cfg.detector
+    return BatchingDetector(create_detector(d), d.max_batch, d.batch_wait_ms, d.timeout_ms)
+
+
 class SharedModels:
     """Model sessions that several streams' processors share (one copy of each in memory).
 
@@ -148,8 +154,7 @@ class SharedModels:
     """
 
     def __init__(self, cfg: PipelineConfig, streams: int = 1) -> None:
-        d = cfg.detector
-        self.detector = BatchingDetector(create_detector(d), d.max_batch, d.batch_wait_ms, d.timeout_ms)
+        self.detector = batching_detector(cfg)
         self.detector.streams = streams
         uses_gallery = cfg.identity.gallery is not None and cfg.identity.mode != "all"
         self.embedder: Embedder | None = create_embedder(cfg.identity) if uses_gallery else None
@@ -166,7 +171,7 @@ def build_processor(
     if shared is not None:
         detector = shared.detector
     elif cfg.detector.timeout_ms is not None:  # the wait is bounded on the detection thread
-        detector = SharedModels(cfg).detector
+        detector = batching_detector(cfg)
     else:
         detector = create_detector(cfg.detector)
     t = cfg.tracker

@@ -191,8 +191,10 @@ class FawnServer:
         self.peers: dict[str, Peer] = {}
         self.hubs: dict[str, BroadcastHub] = {}
         self.shared: SharedModels | None = None
-        self._feeds = {options.stream_names()[0] if options.all_sources() else "source": feed} \
-            if feed is not None and not isinstance(feed, dict) else dict(feed or {})
+        if isinstance(feed, dict):
+            self._feeds = dict(feed)
+        else:  # one feed (tests, benchmarks) stands for the one source
+            self._feeds = {} if feed is None else {(options.stream_names() or ["source"])[0]: feed}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
