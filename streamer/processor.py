@@ -71,7 +71,22 @@ class FrameProcessor:
         self.detect_next()
 
     def process(self, frame: Frame) -> FaceDetections:
-        """Detect (or predict), track, resolve identity and anonymize ``frame.image`` in place."""
+        """Detect (or predict), track, resolve identity and anonymize ``frame.image`` in place.
+
+        Fail closed: if any stage raises (an identity or anonymizer engine error, a bug),
+        the whole frame is blurred and the stream goes on; the error is logged and counted.
+        """
+        try:
+            return self._process(frame)
+        except Exception:  # noqa: BLE001 - a frame that could not be anonymized is blurred whole
+            self.stats.frame_errors += 1
+            if self.stats.frame_errors == 1 or self.stats.frame_errors % 100 == 0:
+                log.exception("anonymizing frame %d failed (%d so far): the frame is blurred whole",
+                              frame.index, self.stats.frame_errors)
+            blur_frame(frame.image)
+            return FaceDetections.empty()
+
+    def _process(self, frame: Frame) -> FaceDetections:
         stats = self.stats
         if frame.image.shape != self._shape:  # a new resolution: boxes of the old one mean nothing
             if self._shape is not None:

@@ -44,6 +44,7 @@ class RunStats:
         self.faces_anonymized = 0
         self.faces_visible = 0
         self.detector_errors = 0
+        self.frame_errors = 0  # a stage raised: the frame was blurred whole
         self.track_ids: set[int] = set()
         self.active_tracks = 0
         self.identity_calls: dict[int, int] = defaultdict(int)
@@ -105,6 +106,7 @@ class RunStats:
             "faces_anonymized": self.faces_anonymized,
             "faces_visible": self.faces_visible,
             "detector_errors": self.detector_errors,
+            "frame_errors": self.frame_errors,
             "frames_held": self.frames_held,
             "frames_blank": self.frames_blank,
             "reconnects": self.reconnects,

@@ -99,3 +99,33 @@ def test_adaptive_stride_detects_every_frame_while_tracks_are_new(
     assert fixed.detector.calls == 10  # type: ignore[attr-defined]
     # the first SETTLE_FRAMES frames of the new tracks are all detected, then the stride applies
     assert 10 < counting.calls < 30
+
+
+class _FailingStage:
+    """An identity resolver or anonymizer whose engine fails on some frames."""
+
+    def __init__(self, inner: object, method: str, fail_on: set[int]) -> None:
+        self.inner, self.method, self.fail_on, self.calls = inner, method, fail_on, 0
+
+    def resolve(self, image: Image, dets: object) -> object:
+        return self._call("resolve", image, dets)
+
+    def apply(self, image: Image, dets: object) -> object:
+        return self._call("apply", image, dets)
+
+    def _call(self, name: str, image: Image, dets: object) -> object:
+        self.calls += 1
+        if self.calls - 1 in self.fail_on:
+            raise EngineError(f"injected {self.method} failure")
+        return getattr(self.inner, name)(image, dets)
+
+
+@pytest.mark.parametrize("stage", ["identity", "anonymizer"])
+def test_identity_or_anonymizer_engine_error_blurs_the_frame_and_goes_on(
+    detector: CenterFaceDetector, demo_frames: list[tuple[Image, np.ndarray]], stage: str
+) -> None:
+    proc = _processor(detector)
+    setattr(proc, stage, _FailingStage(getattr(proc, stage), stage, {3, 4, 10}))
+    report = _run(proc, demo_frames[:30])
+    assert proc.stats.frame_errors == 3
+    assert report.recall == 1.0, f"leaked in frames {report.leaked_frames}"
