@@ -18,11 +18,20 @@ import logging
 import sys
 
 from streamer.bench import machine
-from streamer.bench_streams import points_table, sustained_table, sweep, write_outputs
+from streamer.bench_streams import (
+    load_points,
+    points_table,
+    recall,
+    sustained_table,
+    sweep,
+    write_outputs,
+)
 
 CONFIGS = {
     "every_n=1": {},  # the default preset: the detector on every frame
     "every_n=2": {"detector.every_n": 2},  # as the cctv preset: every 2nd frame, adaptive
+    # fewer detector pixels: more streams, at the cost of the smallest faces (docs/benchmarks.md §1)
+    "every_n=2+max_side=480": {"detector.every_n": 2, "detector.max_side": 480},
 }
 
 
@@ -37,7 +46,15 @@ def main(argv: list[str]) -> int:
     p.add_argument("--batching", action="store_true", help="also compare max_batch 1 vs 8 at the first size")
     p.add_argument("--json")
     p.add_argument("--plot")
+    p.add_argument("--from-json", nargs="+", metavar="P", help="print tables and plot from saved runs, measure nothing")
+    p.add_argument("--recall", action="store_true",
+                   help="also measure each config's face recall at each size on fawn bench's clip")
     args = p.parse_args(argv)
+    if args.from_json:
+        points = load_points(args.from_json)
+        write_outputs(points, None, args.plot)
+        sys.stdout.write(f"{sustained_table(points)}\n\n{points_table(points)}\n")
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in ("streamer.pipeline", "streamer.multistream", "streamer.sinks"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -50,6 +67,12 @@ def main(argv: list[str]) -> int:
     points = sweep(sizes, rates, configs, args.max_streams, args.warmup, args.seconds)  # type: ignore[arg-type]
     write_outputs(points, args.json, args.plot)
     sys.stdout.write(f"Machine: {machine()}\n\n{sustained_table(points)}\n\n{points_table(points)}\n")
+    if args.recall:
+        sys.stdout.write("\n| config | resolution | recall (all faces) | recall (>= 48 px) |\n|---|---|---:|---:|\n")
+        for name, overrides in configs.items():
+            for width, height in sizes:
+                every, large = recall(width, height, overrides)
+                sys.stdout.write(f"| {name} | {width}x{height} | {100 * every:.1f} % | {100 * large:.1f} % |\n")
     return 0
 
 

@@ -140,22 +140,54 @@ def write_outputs(points: list[StreamsPoint], json_path: str | None, plot_path: 
 
 
 def write_plot(points: list[StreamsPoint], path: str) -> None:
-    """Delivered fps per stream against the number of streams, one line per config/size/rate."""
+    """Delivered share of the camera frame rate against streams: one panel per rate,
+    colour per resolution, line style per config."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for key in sorted({(p.config, p.width, p.height, p.fps) for p in points}):
-        series = [p for p in points if (p.config, p.width, p.height, p.fps) == key]
-        ax.plot([p.streams for p in series], [p.delivered_fps / p.fps for p in series], marker="o",
-                label=f"{key[0]} {key[1]}x{key[2]} @{key[3]:g}")
-    ax.axhline(SUSTAIN, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlabel("streams in one process")
-    ax.set_ylabel("delivered / camera frame rate (slowest stream)")
-    ax.set_title("fawn: live streams on one machine (blur, shared models)")
-    ax.legend(fontsize=7)
+    rates = sorted({p.fps for p in points})
+    sizes = sorted({(p.width, p.height) for p in points}, key=lambda s: s[0] * s[1])
+    configs = sorted({p.config for p in points})
+    styles = ["-", "--", ":", "-."]
+    fig, axes = plt.subplots(1, len(rates), figsize=(5.5 * len(rates), 4.2), sharey=True, squeeze=False)
+    for ax, rate in zip(axes[0], rates):
+        for ci, config in enumerate(configs):
+            for si, size in enumerate(sizes):
+                series = [p for p in points if (p.fps, p.config, (p.width, p.height)) == (rate, config, size)]
+                if series:
+                    ax.plot([p.streams for p in series], [p.delivered_fps / p.fps for p in series], marker="o",
+                            color=f"C{si}", linestyle=styles[ci % len(styles)], label=f"{size[0]}x{size[1]}, {config}")
+        ax.axhline(SUSTAIN, color="grey", linestyle="--", linewidth=1)
+        ax.set_title(f"cameras at {rate:g} fps")
+        ax.set_xlabel("streams in one process")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0][0].set_ylabel("delivered / camera frame rate (slowest stream)")
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.suptitle("fawn on 2 CPU cores: live streams sustained (blur, shared models; dashed line: 95 %)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def load_points(paths: list[str]) -> list[StreamsPoint]:
+    """Points saved by :func:`write_outputs` (several runs can be combined)."""
+    points: list[StreamsPoint] = []
+    for path in paths:
+        points += [StreamsPoint(**p) for p in json.loads(Path(path).read_text())["points"]]
+    return points
+
+
+def recall(width: int, height: int, overrides: dict[str, Any], seconds: float = 10.0) -> tuple[float, float]:
+    """(recall of all faces, of faces >= 48 px) of a config on ``fawn bench``'s clip at this size
+    (ordinary, small 22-48 px, motion-blurred and dark faces, exact ground truth)."""
+    from streamer.bench import make_clip, measure_recall, run_fawn
+
+    with tempfile.TemporaryDirectory(prefix="fawn-bench-recall-") as tmp:
+        clip = make_clip(Path(tmp), seconds, width, height)
+        out = str(Path(tmp) / "out.mp4")
+        result = run_fawn(clip, out, cfg=load_config(None, overrides))
+        measure_recall(clip, out, result)
+    assert result.recall_all is not None and result.recall_large is not None
+    return result.recall_all, result.recall_large

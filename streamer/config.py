@@ -41,7 +41,8 @@ class DetectorConfig:
     detection slower than this counts as a failure (``on_error`` applies; null: wait).
     Several streams in one process share one detector: requests from different
     streams that arrive within ``batch_wait_ms`` of each other run as one batch of
-    at most ``max_batch`` frames."""
+    at most ``max_batch`` frames (null: 1 on ``cpu``, where a batch is slower per frame
+    than single frames (docs/benchmarks.md §6), 8 on ``cuda``/``tensorrt``)."""
 
     backend: str = _choice("centerface", DETECTORS)
     model: str | None = None
@@ -54,18 +55,25 @@ class DetectorConfig:
     adaptive: bool = True
     threads: int = 0
     timeout_ms: float | None = None
-    max_batch: int = 8
+    max_batch: int | None = None
     batch_wait_ms: float = 4.0
 
     def __post_init__(self) -> None:
         _require(0.0 < self.threshold < 1.0, "detector.threshold", "must be in (0, 1)")
         _require(self.timeout_ms is None or self.timeout_ms > 0, "detector.timeout_ms", "must be > 0 or null (no limit)")
-        _require(1 <= self.max_batch <= 64, "detector.max_batch", "must be in [1, 64]")
+        _require(self.max_batch is None or 1 <= self.max_batch <= 64, "detector.max_batch",
+                 "must be in [1, 64] or null (auto: 1 on cpu, 8 on a GPU)")
         _require(0.0 <= self.batch_wait_ms <= 1000.0, "detector.batch_wait_ms", "must be in [0, 1000]")
         _require(0.0 < self.nms_iou <= 1.0, "detector.nms_iou", "must be in (0, 1]")
         _require(self.max_side >= 64, "detector.max_side", "must be >= 64")
         _require(self.every_n >= 1, "detector.every_n", "must be >= 1")
         _require(self.threads >= 0, "detector.threads", "must be >= 0 (0 = all cores)")
+
+    def batch_size(self) -> int:
+        """``max_batch``, or the measured default for the device."""
+        if self.max_batch is not None:
+            return self.max_batch
+        return 1 if self.device == "cpu" else 8
 
 
 @dataclass(frozen=True)

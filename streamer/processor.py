@@ -157,7 +157,7 @@ class FrameProcessor:
 def batching_detector(cfg: PipelineConfig) -> BatchingDetector:
     """The configured detector behind its own detection thread (batches, bounded waits)."""
     d = cfg.detector
-    return BatchingDetector(create_detector(d), d.max_batch, d.batch_wait_ms, d.timeout_ms)
+    return BatchingDetector(create_detector(d), d.batch_size(), d.batch_wait_ms, d.timeout_ms)
 
 
 class SharedModels:
