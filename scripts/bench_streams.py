@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
     configs = {name: CONFIGS[name] for name in args.configs.split(",")}
     if args.batching:
         configs = {"max_batch=1": {"detector.max_batch": 1},
-                   "max_batch=8": {"detector.max_batch": 8, "detector.batch_wait_ms": 8.0}}
+                   "max_batch=8": {"detector.max_batch": 8}}
     points = sweep(sizes, rates, configs, args.max_streams, args.warmup, args.seconds)  # type: ignore[arg-type]
     write_outputs(points, args.json, args.plot)
     sys.stdout.write(f"Machine: {machine()}\n\n{sustained_table(points)}\n\n{points_table(points)}\n")

@@ -41,8 +41,8 @@ class DetectorConfig:
     detection slower than this counts as a failure (``on_error`` applies; null: wait).
     Several streams in one process share one detector: requests from different
     streams that arrive within ``batch_wait_ms`` of each other run as one batch of
-    at most ``max_batch`` frames (null: 1 on ``cpu``, where a batch is slower per frame
-    than single frames (docs/benchmarks.md §6), 8 on ``cuda``/``tensorrt``)."""
+    at most ``max_batch`` frames (null: 1 on ``cpu``, where a batch gains little per
+    frame and adds latency (docs/benchmarks.md §6), 8 on ``cuda``/``tensorrt``)."""
 
     backend: str = _choice("centerface", DETECTORS)
     model: str | None = None

@@ -288,13 +288,7 @@ def _drive(scenario: str, out: Path, camera_file: str | None) -> dict[str, Any]:
                                            timeout=10_000)  # fmt: skip
                     result["method_after_switch"] = "pixelate"
                     page.wait_for_timeout(500)
-                for i in range(GRABS):
-                    _grab(page, out, i)
-                    page.wait_for_timeout(150)
-                page.wait_for_timeout(1100)  # one more stats refresh
-                result["stats"] = page.evaluate("window.fawn.stats")
-                result["state"] = page.evaluate("window.fawn.state")
-                page.screenshot(path=str(out / "page.png"))
+                _grab_and_record(page, out, result)
             finally:
                 browser.close()
     finally:
@@ -320,18 +314,23 @@ def _drive_streams(flags: list[str], out: Path, small_clip: str) -> dict[str, An
                 page.select_option("#stream", "small")
                 page.wait_for_function("() => document.getElementById('video').videoWidth === 320", timeout=30_000)
                 _play(page, result)
-                for i in range(GRABS):
-                    _grab(page, out, i)
-                    page.wait_for_timeout(150)
-                page.wait_for_timeout(1100)
-                result["stats"] = page.evaluate("window.fawn.stats")
-                result["state"] = page.evaluate("window.fawn.state")
-                page.screenshot(path=str(out / "page.png"))
+                _grab_and_record(page, out, result)
             finally:
                 browser.close()
     finally:
         shutdown()
     return result
+
+
+def _grab_and_record(page: Any, out: Path, result: dict[str, Any]) -> None:
+    """Grab GRABS frames of the video, then the page's stats and state and a screenshot."""
+    for i in range(GRABS):
+        _grab(page, out, i)
+        page.wait_for_timeout(150)
+    page.wait_for_timeout(1100)  # one more stats refresh
+    result["stats"] = page.evaluate("window.fawn.stats")
+    result["state"] = page.evaluate("window.fawn.state")
+    page.screenshot(path=str(out / "page.png"))
 
 
 def _play(page: Any, result: dict[str, Any]) -> None:
