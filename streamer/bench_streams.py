@@ -151,7 +151,7 @@ def write_plot(points: list[StreamsPoint], path: str) -> None:
     sizes = sorted({(p.width, p.height) for p in points}, key=lambda s: s[0] * s[1])
     configs = sorted({p.config for p in points})
     styles = ["-", "--", ":", "-."]
-    fig, axes = plt.subplots(1, len(rates), figsize=(5.5 * len(rates), 4.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(rates), figsize=(5.5 * len(rates), 5.0), sharey=True, squeeze=False)
     for ax, rate in zip(axes[0], rates):
         for ci, config in enumerate(configs):
             for si, size in enumerate(sizes):
@@ -164,9 +164,10 @@ def write_plot(points: list[StreamsPoint], path: str) -> None:
         ax.set_xlabel("streams in one process")
         ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0][0].set_ylabel("delivered / camera frame rate (slowest stream)")
-    axes[0][-1].legend(fontsize=7, loc="lower left")
-    fig.suptitle("fawn on 2 CPU cores: live streams sustained (blur, shared models; dashed line: 95 %)")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=3, frameon=False)
+    fig.suptitle("fawn: live streams in one process (blur, shared models; grey line: 95 %)")
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
