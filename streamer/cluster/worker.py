@@ -2,8 +2,10 @@
 
 :class:`FileAnonymizer` is plain Python (the Ray actor in :mod:`streamer.cluster.job`
 wraps it), so it also runs in-process. The detector and identity model sessions
-and the gallery are built once; every file gets a fresh tracker, identity state
-and anonymizer, so no per-stream state crosses from one file to the next.
+are built once (:class:`~streamer.processor.SharedModels`); every file is one
+:func:`streamer.pipeline.run` with a fresh tracker, identity state (the small
+gallery file is re-read) and anonymizer, so no per-stream state crosses from one
+file to the next.
 
 Outputs appear under their final name only when complete: a local (or shared)
 output is written as ``clip.partial.mp4`` and renamed; for an object store the
@@ -27,26 +29,13 @@ from typing import Any
 import av
 
 from streamer import __version__
-from streamer.anonymize import create_anonymizer
 from streamer.cluster import uris
 from streamer.config import PipelineConfig
-from streamer.detect import Detector, create_detector
-from streamer.embed import Embedder
 from streamer.errors import FawnError
-from streamer.gallery import Gallery
-from streamer.identity import (
-    PENDING,
-    AnonymizeEveryone,
-    IdentityResolver,
-    TrackIdentityResolver,
-    create_identity,
-)
-from streamer.processor import FrameProcessor
-from streamer.sinks import open_sink
-from streamer.sources import open_source
+from streamer.identity import PENDING, create_identity
+from streamer.pipeline import RunOptions, run
+from streamer.processor import SharedModels
 from streamer.stats import RunStats
-from streamer.threads import FrameReader, FrameWriter
-from streamer.track import SortTracker
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +82,13 @@ class FileAnonymizer:
     def __init__(self, setup: WorkerSetup) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="fawn-worker-")
         self.cfg = _worker_config(setup, Path(self._tmp.name))
-        self.detector: Detector = create_detector(self.cfg.detector)
-        self._embedder: Embedder | None = None
-        self._gallery: Gallery | None = None
-        probe = create_identity(self.cfg.identity)  # a bad gallery or mode fails here, once, not per file
-        if isinstance(probe, TrackIdentityResolver):
-            self._embedder, self._gallery = probe.embedder, probe.gallery
+        self.models = SharedModels(self.cfg)  # the detector and identity sessions, once per worker
+        create_identity(self.cfg.identity, embedder=self.models.embedder)  # a bad gallery or mode fails here, once
         self.worker = {"pid": os.getpid(), "host": socket.gethostname(), "fawn": __version__}
         log.info("worker %d ready", os.getpid())
 
     def close(self) -> None:
+        self.models.close()
         self._tmp.cleanup()
 
     def process(self, task: FileTask) -> FileResult:
@@ -153,47 +139,12 @@ class FileAnonymizer:
         return result
 
     def _run(self, src: str, dst: str) -> tuple[RunStats, dict[int, str]]:
-        """Decode thread -> this session's stages -> encode thread, every frame (files are not live)."""
+        """:func:`streamer.pipeline.run` with this worker's model sessions (fresh per-file stages)."""
         stats = RunStats()
-        processor = self._processor(stats)
         decisions: dict[int, str] = {}
-        source = open_source(src, self.cfg.io)
-        try:
-            sink = open_sink(dst, source.info, self.cfg.io)
-        except BaseException:
-            source.close()
-            raise
-        reader, writer = FrameReader(source, self.cfg.io.queue_size, drop_oldest=False), FrameWriter(sink, self.cfg.io.queue_size)
-        reader.start()
-        writer.start()
-        try:
-            while (item := reader.get(timeout=None)) is not None:
-                if isinstance(item, av.Packet):
-                    writer.put(item)
-                    continue
-                stats.frames_in += 1
-                _record(decisions, processor.process(item))
-                writer.put(item)
-                stats.frame_done(item.t_decoded)
-        finally:
-            reader.stop()
-            processor.close()
-            writer.close()
+        options = RunOptions(progress=False, on_frame=lambda _frame, tracked: _record(decisions, tracked))
+        run(src, dst, self.cfg, options, shared=self.models, stats=stats)
         return stats, decisions
-
-    def _processor(self, stats: RunStats) -> FrameProcessor:
-        cfg, t = self.cfg, self.cfg.tracker
-        tracker = SortTracker(t.max_coast, t.iou_threshold, t.max_center_jump, t.box_grow_per_frame)
-        anonymizer = create_anonymizer(cfg.anonymizer, ksame=cfg.ksame, identity=cfg.identity, diffusion=cfg.diffusion)
-        return FrameProcessor(
-            self.detector, tracker, self._identity(stats), anonymizer, cfg.detector.every_n, cfg.on_error, stats,
-            cfg.detector.adaptive,
-        )
-
-    def _identity(self, stats: RunStats) -> IdentityResolver:
-        if self._gallery is None or self._embedder is None:
-            return AnonymizeEveryone()
-        return TrackIdentityResolver(self._embedder, self._gallery, self.cfg.identity, stats)
 
 
 def validate_setup(setup: WorkerSetup) -> None:
