@@ -163,8 +163,9 @@ def batching_detector(cfg: PipelineConfig) -> BatchingDetector:
 class SharedModels:
     """Model sessions that several streams' processors share (one copy of each in memory).
 
-    The detector sits behind a :class:`~streamer.batching.BatchingDetector`, so
-    concurrent streams' frames run as one batch; the identity embedder (only
+    The detector sits behind a :class:`~streamer.batching.BatchingDetector`: one
+    session and one detection thread for every stream, and on a GPU one batch for
+    frames submitted together (``detector.max_batch``); the identity embedder (only
     loaded when a gallery is used) is called from each stream's thread.
     """
 

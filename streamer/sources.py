@@ -235,15 +235,16 @@ class DemoSource:
 
 def parse_demo_live(spec: str) -> tuple[int, int, float]:
     """``demo-live[:WxH][@FPS]`` -> (width, height, fps); defaults 640x480 at 30 fps."""
+    bad = SourceError(f"bad source '{spec}': expected demo-live[:WIDTHxHEIGHT][@FPS], e.g. demo-live:1280x720@15")
     rest = spec.removeprefix("demo-live")
     size, _, rate = rest.lstrip(":").partition("@")
     try:
         width, height = (int(v) for v in size.lower().split("x")) if size else (640, 480)
         fps = float(rate) if rate else 30.0
     except ValueError:
-        raise SourceError(f"bad source '{spec}': expected demo-live[:WIDTHxHEIGHT][@FPS], e.g. demo-live:1280x720@15") from None
+        raise bad from None
     if not (32 <= width <= 7680 and 32 <= height <= 4320 and 1 <= fps <= 240) or (rest and rest[0] not in ":@"):
-        raise SourceError(f"bad source '{spec}': expected demo-live[:WIDTHxHEIGHT][@FPS], e.g. demo-live:1280x720@15")
+        raise bad
     return width, height, fps
 
 

@@ -291,9 +291,14 @@ class FawnServer:
         if self.camera_mode:
             return None
         name = body.get("stream", next(iter(self.hubs)))
+        self._hub(name)
+        return str(name)
+
+    def _hub(self, name: Any) -> BroadcastHub:
+        """The hub of source ``name``; a 404 naming the valid streams otherwise."""
         if name not in self.hubs:
             raise RequestError(404, f"no stream {name!r} (streams: {', '.join(self.hubs)})")
-        return str(name)
+        return self.hubs[name]
 
     async def _answer(self, peer: Peer, sdp: str) -> dict[str, Any]:
         pc = peer.pc
@@ -482,9 +487,7 @@ class FawnServer:
 
     def _stream_stats(self, peer_id: str | None, stream: str | None = None) -> dict[str, Any] | None:
         if self.hubs:
-            if stream is not None and stream not in self.hubs:
-                raise RequestError(404, f"no stream {stream!r} (streams: {', '.join(self.hubs)})")
-            return self._hub_stats(self.hubs[stream] if stream is not None else next(iter(self.hubs.values())))
+            return self._hub_stats(self._hub(stream) if stream is not None else next(iter(self.hubs.values())))
         peer = self.peers.get(peer_id or "")
         if peer is None or peer.processor is None or not isinstance(peer.track, CameraTrack):
             return None
