@@ -36,6 +36,8 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--gallery", help="gallery of registered people (fawn enroll)")
     p.add_argument("--mode", choices=MODES, help="exempt: registered stay visible; target: only they are hidden")
     p.add_argument("--every-n", type=int, help="run the detector on every Nth frame (tracker in between)")
+    p.add_argument("--plates", metavar="MODEL.onnx",
+                   help="also anonymize license plates with this YOLO-format ONNX detector (fawn ships none)")
     p.add_argument("--stats-json", help="write run statistics to this JSON file")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--no-progress", action="store_true", help="no progress bar / live stats line")
@@ -82,6 +84,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "gallery": "identity.gallery",
         "mode": "identity.mode",
         "every_n": "detector.every_n",
+        "plates": "plates.model",
         **IDENTITY_RUN_OPTIONS,
         **DIFFUSION_RUN_OPTIONS,
     }

@@ -296,6 +296,62 @@ class DiffusionConfig:
         _require(self.threads >= 0, "diffusion.threads", "must be >= 0 (0 = default)")
 
 
+PLATE_METHODS = ("blur", "pixelate", "solid")
+PLATE_LAYOUTS = ("auto", "v8", "v5", "e2e")
+
+
+@dataclass(frozen=True)
+class PlatesConfig:
+    """License plates (``--plates MODEL.onnx``): a second detector, its own tracker, always anonymized.
+
+    ``model``: an ONNX detector in a YOLO-family export layout (fawn ships none: see
+    the README); null turns plates off. ``layout``: ``auto`` picks v8 / v5 / e2e by
+    the output's shape. ``imgsz``: the input's long side for a model whose input
+    size is dynamic (a fixed one is used as is). ``classes``: the class ids that
+    are plates (empty: every class). ``method`` hides a plate (``solid`` for strict
+    mode) with ``padding`` around its box, ``strength``/``blocks``/``color`` as in
+    ``anonymizer``. ``every_n``/``timeout_ms`` as in ``detector``; tracks coast with
+    the ``tracker`` settings. Identity never applies to plates.
+    """
+
+    model: str | None = None
+    engine: str = _choice("onnxruntime", ENGINES)
+    device: str = _choice("cpu", DEVICES)
+    threads: int = 0
+    layout: str = _choice("auto", PLATE_LAYOUTS)
+    imgsz: int = 640
+    threshold: float = 0.25
+    nms_iou: float = 0.5
+    classes: tuple[int, ...] = ()
+    method: str = _choice("blur", PLATE_METHODS)
+    padding: float = 0.15
+    feather: float = 0.1
+    strength: float = 0.5
+    blocks: int = 6
+    color: tuple[int, int, int] = (0, 0, 0)
+    every_n: int = 1
+    timeout_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.model is None or bool(self.model.strip()), "plates.model", "must be a path or null (off)")
+        _require(self.threads >= 0, "plates.threads", "must be >= 0 (0 = all cores)")
+        _require(32 <= self.imgsz <= 4096 and self.imgsz % 32 == 0, "plates.imgsz", "must be a multiple of 32 in [32, 4096]")
+        _require(0.0 < self.threshold < 1.0, "plates.threshold", "must be in (0, 1)")
+        _require(0.0 < self.nms_iou <= 1.0, "plates.nms_iou", "must be in (0, 1]")
+        _require(all(c >= 0 for c in self.classes), "plates.classes", "must be class ids >= 0")
+        _require(0.0 <= self.padding <= 2.0, "plates.padding", "must be in [0, 2]")
+        _require(0.0 <= self.feather <= 0.5, "plates.feather", "must be in [0, 0.5]")
+        _require(0.05 <= self.strength <= 2.0, "plates.strength", "must be in [0.05, 2]")
+        _require(2 <= self.blocks <= 64, "plates.blocks", "must be in [2, 64]")
+        _require(len(self.color) == 3, "plates.color", "must be 3 values (B, G, R)")
+        _require(self.every_n >= 1, "plates.every_n", "must be >= 1")
+        _require(self.timeout_ms is None or self.timeout_ms > 0, "plates.timeout_ms", "must be > 0 or null (no limit)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.model is not None
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     """One stream of a multi-stream run (``streams:`` in a config): ``fawn run -c cams.yaml``.
@@ -322,6 +378,7 @@ class PipelineConfig:
     io: IOConfig = field(default_factory=IOConfig)
     ksame: KSameConfig = field(default_factory=KSameConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    plates: PlatesConfig = field(default_factory=PlatesConfig)
     # detector failure on a frame: blur the whole frame, or only the known tracks
     on_error: str = _choice("blur_frame", ON_ERROR)
     streams: tuple[StreamConfig, ...] = ()

@@ -13,6 +13,7 @@ from streamer.detect import Detector, create_detector
 from streamer.embed import Embedder, create_embedder
 from streamer.errors import FawnError
 from streamer.identity import IdentityResolver, create_identity
+from streamer.plates import PlateStage, create_plate_stage
 from streamer.scene import CutDetector
 from streamer.stats import RunStats
 from streamer.track import SortTracker, Tracker
@@ -45,6 +46,7 @@ class FrameProcessor:
         stats: RunStats | None = None,
         adaptive: bool = True,
         owns_detector: bool = True,
+        plates: PlateStage | None = None,
     ) -> None:
         self.detector = detector
         self.tracker = tracker
@@ -56,6 +58,7 @@ class FrameProcessor:
         self.adaptive = adaptive
         self.owns_detector = owns_detector  # False: a detector shared with other streams
         self.cut = CutDetector()
+        self.plates = plates  # license plates: own detector and tracker, after the face stages
         self._shape: tuple[int, ...] | None = None
         self._count = 0
         self._first_seen: dict[int, int] = {}
@@ -64,10 +67,14 @@ class FrameProcessor:
     def detect_next(self) -> None:
         """Run the detector on the next frame whatever the stride (tracks are kept and coast)."""
         self._count = 0
+        if self.plates is not None:
+            self.plates.detect_next()
 
     def reset(self) -> None:
         """Forget every track and detect on the next frame (a new stream, a replay)."""
         self.tracker.reset()
+        if self.plates is not None:
+            self.plates.reset()
         self.detect_next()
 
     def process(self, frame: Frame) -> FaceDetections:
@@ -108,6 +115,8 @@ class FrameProcessor:
                 blur_frame(frame.image)
         self._settle(tracked)
         self._count_faces(tracked)
+        if self.plates is not None:  # plates: never identity, always anonymized; rows of kind "plate"
+            tracked = FaceDetections.concat([tracked, self.plates.process(frame)])
         return tracked
 
     def _detect_due(self, image: Image) -> bool:
@@ -140,6 +149,7 @@ class FrameProcessor:
     def close(self) -> None:
         """Release per-run state (the identity audit log, the diffusion worker, an own detector thread)."""
         stages: list[object] = [self.identity, self.anonymizer] + ([self.detector] if self.owns_detector else [])
+        stages += [self.plates] if self.plates is not None else []
         for stage in stages:
             close = getattr(stage, "close", None)
             if close is not None:
@@ -197,5 +207,5 @@ def build_processor(
     anonymizer = create_anonymizer(cfg.anonymizer, ksame=cfg.ksame, identity=cfg.identity, diffusion=cfg.diffusion)
     return FrameProcessor(
         detector, tracker, identity, anonymizer, cfg.detector.every_n, cfg.on_error, stats, cfg.detector.adaptive,
-        owns_detector=shared is None,
+        owns_detector=shared is None, plates=create_plate_stage(cfg, stats),
     )

@@ -27,6 +27,11 @@ class FaceDetections:
     (its box is predicted, and it is anonymized all the same),
     ``visible`` bool [N]: True only for a row the identity stage decided may be
     shown un-anonymized. It defaults to False: privacy fails closed.
+    ``kind`` str [N] (numpy ``<U8``): what each row is, one of :data:`KINDS`
+    (``"face"`` or ``"plate"``); it defaults to ``"face"`` for every row, so code
+    that only knows faces is unchanged. Select with ``dets[dets.kind == "plate"]``.
+    Rows that are not faces (plates) have no landmarks of their own: where they
+    share a result with faces (:meth:`concat`) their landmarks are the box centre.
     """
 
     xyxy: FloatArray
@@ -36,6 +41,7 @@ class FaceDetections:
     identity: list[str | None] | None = None
     coasting: npt.NDArray[np.bool_] | None = None
     visible: npt.NDArray[np.bool_] | None = None
+    kind: npt.NDArray[np.str_] | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -60,6 +66,7 @@ class FaceDetections:
             self.visible = np.zeros(n, dtype=bool)
         self.visible = np.asarray(self.visible, dtype=bool).reshape(-1)
         _check(len(self.visible) == n, f"visible has {len(self.visible)} rows, xyxy has {n}")
+        self.kind = _kinds(self.kind, n)
 
     def __len__(self) -> int:
         return len(self.xyxy)
@@ -83,12 +90,57 @@ class FaceDetections:
             identity=[self.identity[i] for i in idx],
             coasting=self.coasting[idx],
             visible=self.visible[idx],
+            kind=None if self.kind is None else self.kind[idx],
+        )
+
+    @classmethod
+    def concat(cls, parts: list[FaceDetections]) -> FaceDetections:
+        """The rows of ``parts`` in order (e.g. a frame's faces, then its plates).
+
+        Landmarks are kept when any part has them; rows of a part without them
+        (plates) get their box centre for all 5 points.
+        """
+        if not parts:
+            return cls.empty()
+        with_landmarks = any(p.landmarks is not None for p in parts)
+        return cls(
+            xyxy=np.concatenate([p.xyxy for p in parts]),
+            score=np.concatenate([p.score for p in parts]),
+            landmarks=np.concatenate([_landmarks_or_centre(p) for p in parts]) if with_landmarks else None,
+            track_id=np.concatenate([np.asarray(p.track_id) for p in parts]),
+            identity=[i for p in parts for i in (p.identity or [])],
+            coasting=np.concatenate([np.asarray(p.coasting) for p in parts]),
+            visible=np.concatenate([np.asarray(p.visible) for p in parts]),
+            kind=np.concatenate([np.asarray(p.kind) for p in parts]),
         )
 
     @property
     def area(self) -> FloatArray:
         wh = np.clip(self.xyxy[:, 2:] - self.xyxy[:, :2], 0, None)
         return (wh[:, 0] * wh[:, 1]).astype(np.float32)
+
+
+KINDS = ("face", "plate")  # the values of FaceDetections.kind
+
+
+def _kinds(kind: Any, n: int) -> npt.NDArray[np.str_]:
+    if kind is None:
+        return np.full(n, "face", dtype="<U8")
+    if isinstance(kind, str):  # one kind for every row
+        _check(kind in KINDS, f"kind '{kind}' is not valid (valid: {', '.join(KINDS)})")
+        return np.full(n, kind, dtype="<U8")
+    out = np.asarray(kind, dtype="<U8").reshape(-1)
+    _check(len(out) == n, f"kind has {len(out)} rows, xyxy has {n}")
+    bad = sorted(set(out.tolist()) - set(KINDS))
+    _check(not bad, f"kind {bad} is not valid (valid: {', '.join(KINDS)})")
+    return out
+
+
+def _landmarks_or_centre(dets: FaceDetections) -> FloatArray:
+    if dets.landmarks is not None:
+        return dets.landmarks
+    centre = (dets.xyxy[:, :2] + dets.xyxy[:, 2:]) / 2
+    return np.repeat(centre[:, None, :], 5, axis=1).astype(np.float32)
 
 
 def _check(ok: bool, message: str) -> None:
