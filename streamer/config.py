@@ -307,7 +307,9 @@ class PlatesConfig:
     ``model``: an ONNX detector in a YOLO-family export layout (fawn ships none: see
     the README); null turns plates off. ``layout``: ``auto`` picks v8 / v5 / e2e by
     the output's shape. ``imgsz``: the input's long side for a model whose input
-    size is dynamic (a fixed one is used as is). ``classes``: the class ids that
+    size is dynamic (a fixed one is used as is). ``tiles`` [columns, rows]: run the
+    model on that grid of crops (neighbours overlap by ``tile_overlap``) so small,
+    distant plates keep enough pixels (cost: one model run per tile). ``classes``: the class ids that
     are plates (empty: every class). ``method`` hides a plate (``solid`` for strict
     mode) with ``padding`` around its box, ``strength``/``blocks``/``color`` as in
     ``anonymizer``. ``every_n``/``timeout_ms`` as in ``detector``; tracks coast with
@@ -323,6 +325,8 @@ class PlatesConfig:
     threshold: float = 0.25
     nms_iou: float = 0.5
     classes: tuple[int, ...] = ()
+    tiles: tuple[int, int] = (1, 1)
+    tile_overlap: float = 0.2
     method: str = _choice("blur", PLATE_METHODS)
     padding: float = 0.15
     feather: float = 0.1
@@ -339,6 +343,9 @@ class PlatesConfig:
         _require(0.0 < self.threshold < 1.0, "plates.threshold", "must be in (0, 1)")
         _require(0.0 < self.nms_iou <= 1.0, "plates.nms_iou", "must be in (0, 1]")
         _require(all(c >= 0 for c in self.classes), "plates.classes", "must be class ids >= 0")
+        _require(len(self.tiles) == 2 and all(1 <= t <= 8 for t in self.tiles), "plates.tiles",
+                 "must be [columns, rows], each in [1, 8]")
+        _require(0.0 <= self.tile_overlap < 0.5, "plates.tile_overlap", "must be in [0, 0.5)")
         _require(0.0 <= self.padding <= 2.0, "plates.padding", "must be in [0, 2]")
         _require(0.0 <= self.feather <= 0.5, "plates.feather", "must be in [0, 0.5]")
         _require(0.05 <= self.strength <= 2.0, "plates.strength", "must be in [0.05, 2]")

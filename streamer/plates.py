@@ -48,6 +48,8 @@ class YoloDetector:
         layout: str = "auto",
         imgsz: int = 640,
         classes: tuple[int, ...] = (),
+        tiles: tuple[int, int] = (1, 1),
+        tile_overlap: float = 0.2,
     ) -> None:
         path = Path(model)
         self.engine = engines.create(engine, path, device=device, threads=threads)
@@ -63,20 +65,43 @@ class YoloDetector:
         self._nm = _mask_channels(self.engine.outputs)
         self.threshold, self.nms_iou, self.layout, self.imgsz = threshold, nms_iou, layout, imgsz
         self.classes = frozenset(classes)
+        self.tiles, self.tile_overlap = tiles, tile_overlap
 
     def detect(self, image: Image) -> FaceDetections:
-        size = yolo.input_size(image.shape, self._fixed, self.imgsz, STRIDE)
-        padded, box = yolo.letterbox(image, size)
+        """Plates in ``image`` (each tile of the ``tiles`` grid run separately, then merged by NMS)."""
+        parts = [self._detect_tile(image, x, y, x2, y2) for x, y, x2, y2 in tile_grid(image.shape, self.tiles, self.tile_overlap)]
+        xyxy = np.concatenate([p[0] for p in parts])
+        score = np.concatenate([p[1] for p in parts])
+        cls = np.concatenate([p[2] for p in parts])
+        keep = yolo.nms_per_class(xyxy, score, cls, self.nms_iou)
+        return FaceDetections(xyxy[keep], score[keep], kind=np.full(len(keep), "plate"))
+
+    def _detect_tile(self, image: Image, x: int, y: int, x2: int, y2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        crop = image[y:y2, x:x2]
+        padded, box = yolo.letterbox(crop, yolo.input_size(crop.shape, self._fixed, self.imgsz, STRIDE))
         out = self.engine.run({self._input: yolo.to_tensor(padded, self._dtype)})[self._output]
         xyxy, score, cls = yolo.decode(out, self.layout, self.threshold, nm=self._nm)
         if self.classes:
             wanted = np.isin(cls, list(self.classes))
             xyxy, score, cls = xyxy[wanted], score[wanted], cls[wanted]
-        keep = yolo.nms_per_class(xyxy, score, cls, self.nms_iou)
-        return FaceDetections(box.to_frame(xyxy[keep], image.shape), score[keep], kind=np.full(len(keep), "plate"))
+        return box.to_frame(xyxy, crop.shape) + np.array([x, y, x, y], np.float32), score, cls
 
     def detect_batch(self, images: list[Image]) -> list[FaceDetections]:
         return [self.detect(image) for image in images]
+
+
+def tile_grid(shape: tuple[int, ...], tiles: tuple[int, int], overlap: float) -> list[tuple[int, int, int, int]]:
+    """``cols x rows`` crops (x1, y1, x2, y2) covering the frame, neighbours sharing ``overlap`` of a tile."""
+    h, w = shape[:2]
+    cols, rows = tiles
+    tw = w / (cols - (cols - 1) * overlap)
+    th = h / (rows - (rows - 1) * overlap)
+    out = []
+    for r in range(rows):
+        for c in range(cols):
+            x1, y1 = round(c * tw * (1 - overlap)), round(r * th * (1 - overlap))
+            out.append((x1, y1, min(w, round(x1 + tw)), min(h, round(y1 + th))))
+    return out
 
 
 def _mask_channels(outputs: list[engines.TensorSpec]) -> int:
@@ -159,7 +184,7 @@ def create_yolo_detector(cfg: PlatesConfig) -> YoloDetector:
     if cfg.model is None:
         raise ModelError("plates.model is not set (fawn ships no plate model: pass --plates MODEL.onnx)")
     return YoloDetector(cfg.model, cfg.engine, cfg.device, cfg.threads, cfg.threshold, cfg.nms_iou, cfg.layout,
-                        cfg.imgsz, cfg.classes)
+                        cfg.imgsz, cfg.classes, cfg.tiles, cfg.tile_overlap)
 
 
 def create_plate_stage(cfg: PipelineConfig, stats: RunStats | None = None) -> PlateStage | None:
