@@ -43,8 +43,8 @@ def measure(model: str, size: tuple[int, int], tiles: tuple[int, int], style: st
             found = detector.detect(image)
             ms.append((time.perf_counter() - start) * 1000)
             tracked = tracker.update(found, index)
-            hit_det += list(plate_scenes.coverage(gt, found.xyxy, cfg.padding) >= 0.99)
-            hit_track += list(plate_scenes.coverage(gt, tracked.xyxy, cfg.padding) >= 0.99)
+            hit_det += list(plate_scenes.coverage(gt, found.xyxy, cfg.padding) >= plate_scenes.COVERED)
+            hit_track += list(plate_scenes.coverage(gt, tracked.xyxy, cfg.padding) >= plate_scenes.COVERED)
             false.append(int((plate_scenes.coverage(found.xyxy, gt) < 0.3).sum()))
     return {"plates": len(hit_det), "recall_detector": float(np.mean(hit_det)),
             "recall_tracked": float(np.mean(hit_track)), "false_per_frame": float(np.mean(false)),

@@ -198,6 +198,10 @@ def _camera(frame: Image, rng: np.random.Generator) -> Image:
     return np.clip(soft.astype(np.float32) + noise, 0, 255).astype(np.uint8)
 
 
+COVERED = 0.95  # a plate counts as covered when this share of its box lies inside one anonymized box
+# (the box of a plate seen in perspective has background corners the plate itself does not fill)
+
+
 def coverage(gt: FloatArray, boxes: FloatArray, padding: float = 0.0) -> FloatArray:
     """For each ground-truth box, the largest fraction of its area inside one of ``boxes``
     (each enlarged by ``padding`` of its size on every side, as the anonymizer does)."""

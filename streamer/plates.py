@@ -43,7 +43,7 @@ class YoloDetector:
         engine: str = "onnxruntime",
         device: str = "cpu",
         threads: int = 0,
-        threshold: float = 0.25,
+        threshold: float = 0.1,
         nms_iou: float = 0.5,
         layout: str = "auto",
         imgsz: int = 640,
