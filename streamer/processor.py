@@ -100,7 +100,9 @@ class FrameProcessor:
                 log.info("frame size changed %s -> %s: tracks reset", self._shape[:2], frame.image.shape[:2])
                 self.reset()
             self._shape = frame.image.shape
-        detect_now = self._detect_due(frame.image)
+        detect_now = self._detect_due(frame.image)  # (a cut also makes the plate stage detect)
+        # plates before faces, on the frame as it came (a blurred face must not hide a plate's context)
+        plates = self.plates.process(frame) if self.plates is not None else None
         found: FaceDetections | None = self._detect(frame) if detect_now else None
         with stats.timed("track"):
             if found is not None:
@@ -115,8 +117,8 @@ class FrameProcessor:
                 blur_frame(frame.image)
         self._settle(tracked)
         self._count_faces(tracked)
-        if self.plates is not None:  # plates: never identity, always anonymized; rows of kind "plate"
-            tracked = FaceDetections.concat([tracked, self.plates.process(frame)])
+        if plates is not None:  # plates: never identity, always anonymized; rows of kind "plate"
+            tracked = FaceDetections.concat([tracked, plates])
         return tracked
 
     def _detect_due(self, image: Image) -> bool:

@@ -398,6 +398,7 @@ def _tracked_recall(model: Path, size: tuple[int, int], tiles: tuple[int, int], 
             covered = plate_scenes.coverage(gt, plates.xyxy, cfg.plates.padding) >= plate_scenes.COVERED
             readable = [not verify.face_hidden(image, frame.image, box) for box in gt]
             hidden += [bool(c) and not r for c, r in zip(covered, readable)]
+    print(f"{style} {size}: {np.mean(hidden):.3f} of {len(hidden)} plate-frames hidden")
     return len(hidden), float(np.mean(hidden))
 
 
@@ -405,14 +406,14 @@ def test_real_model_finds_and_hides_plates_in_1080p(plate_model: Path) -> None:
     # Mercosur-layout plates (what the model was trained on) 60-200 px wide, a 2x1 tile grid
     count, recall = _tracked_recall(plate_model, (1920, 1080), (2, 1), "mercosur")
     assert count == 48
-    assert recall >= 0.9, recall  # measured 0.94 (docs/benchmarks.md)
+    assert recall >= 0.95, recall  # measured 1.00 (docs/benchmarks.md)
 
 
 @pytest.mark.parametrize("style", ["eu-white", "eu-yellow"])
 def test_real_model_hides_most_eu_plates_in_720p(plate_model: Path, style: str) -> None:
     count, recall = _tracked_recall(plate_model, (1280, 720), (1, 1), style)
     assert count == 48
-    assert recall >= 0.6, recall  # a model trained on Brazilian plates: 0.69 / 0.75 measured (docs/benchmarks.md)
+    assert recall >= 0.7, recall  # a model trained on Brazilian plates: 0.81 measured (docs/benchmarks.md)
 
 
 def _write_clip(path: Path, frames: list[tuple[Image, np.ndarray]]) -> None:
