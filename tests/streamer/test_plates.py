@@ -11,6 +11,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -22,9 +23,16 @@ from onnx import TensorProto, helper, numpy_helper
 from engines import yolo
 from streamer import plate_scenes, verify
 from streamer.anonymize import create_anonymizer
+from streamer.batching import BatchingDetector
 from streamer.config import AnonymizerConfig, PlatesConfig, TrackerConfig, load_config
 from streamer.errors import ConfigError, EngineError, ModelError
-from streamer.plates import PLATE_TRACK_ID_BASE, PlateStage, YoloDetector, tile_grid
+from streamer.plates import (
+    PLATE_TRACK_ID_BASE,
+    PlateStage,
+    YoloDetector,
+    create_plate_stage,
+    tile_grid,
+)
 from streamer.processor import FrameProcessor, blur_frame, build_processor
 from streamer.track import SortTracker
 from streamer.types import FaceDetections, Frame, Image
@@ -286,6 +294,44 @@ def test_plate_detector_error_in_tracks_mode_hides_known_plates(plate_scene: lis
     assert len(stage.process(frame)) == 2
     assert all(verify.face_hidden(image, frame.image, box) for box in gt)
     assert verify.background_psnr(image, frame.image, gt) > 40  # not blurred whole
+
+
+class SlowDetector(ScriptedDetector):
+    def detect_batch(self, images: list[Image]) -> list[FaceDetections]:
+        time.sleep(0.5)
+        return [self.detect(image) for image in images]
+
+
+def test_plate_detector_timeout_blurs_the_whole_frame(plate_scene: list[tuple[Image, np.ndarray]]) -> None:
+    image, gt = plate_scene[0]
+    late = BatchingDetector(SlowDetector([[tuple(b) for b in gt]]), 1, 0.0, timeout_ms=50)
+    try:
+        stage = _stage(late)
+        frame = Frame(image.copy(), 0)
+        stage.process(frame)
+    finally:
+        late.close()
+    assert stage.stats.detector_errors == 1
+    np.testing.assert_array_equal(frame.image, blur_frame(image.copy()))
+
+
+def test_config_builds_the_stage_it_names(tmp_path: Path, plate_scene: list[tuple[Image, np.ndarray]]) -> None:
+    image, gt = plate_scene[0]
+    out = _v8([_row(tuple(float(v) * 0.25 for v in gt[0]), [0.9])])  # 1280x720 -> 320x320: scale 0.25, 70 px pad
+    out[0, 1, 0] += 70
+    model = _constant_model(tmp_path / "one.onnx", out, dynamic=False, protos=False)
+    cfg = load_config(None, {"plates.model": str(model), "plates.method": "solid", "plates.timeout_ms": 5000})
+    stage = create_plate_stage(cfg)
+    assert stage is not None and isinstance(stage.detector, BatchingDetector)
+    try:
+        frame = Frame(image.copy(), 0)
+        plates = stage.process(frame)
+    finally:
+        stage.close()
+    np.testing.assert_allclose(plates.xyxy, gt[:1], atol=2.0)
+    x1, y1, x2, y2 = (int(v) for v in gt[0])
+    assert (frame.image[y1 + 2:y2 - 2, x1 + 2:x2 - 2] == 0).all()  # solid, black
+    assert create_plate_stage(load_config(None)) is None
 
 
 class ShowEveryone:
