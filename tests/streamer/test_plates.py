@@ -506,3 +506,12 @@ def test_cli_rejects_a_bad_plates_option_before_loading(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "plates.method: 'ksame' is not valid (choices: blur, pixelate, solid)" in proc.stderr
+
+
+def test_cli_missing_plate_model_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    output = tmp_path / "out.mp4"
+    proc = subprocess.run([sys.executable, "-m", "streamer.cli", "run", "demo", "-o", str(output),
+                           "--plates", str(tmp_path / "missing.onnx")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [f"fawn: error: model file not found: {tmp_path / 'missing.onnx'}"]
+    assert not output.exists()
