@@ -146,6 +146,7 @@ class PlateStage:
             plates = _as_plates(tracked)
             self.anonymizer.apply(frame.image, plates)
             if due and found is None and self.on_error == "blur_frame":
+                # imported here: streamer.processor imports this module
                 from streamer.processor import blur_frame
 
                 blur_frame(frame.image)
