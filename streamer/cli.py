@@ -20,6 +20,7 @@ from streamer.config import METHODS, MODES, PipelineConfig, load_config
 from streamer.enroll import IDENTITY_RUN_OPTIONS, add_enroll_parser, add_identity_run_args
 from streamer.errors import ConfigError, FawnError
 from streamer.evaluate.cli import add_eval_parser, add_sweep_parser
+from streamer.redact import redact_log_handlers, redact_text
 from streamer.web.cli import add_serve_parser
 
 log = logging.getLogger("fawn")
@@ -222,11 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="fawn: %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
+    redact_log_handlers()  # no camera password reaches a log line
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
     except FawnError as exc:
-        sys.stderr.write(f"fawn: error: {exc}\n")
+        sys.stderr.write(f"fawn: error: {redact_text(str(exc))}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("fawn: interrupted\n")
