@@ -378,10 +378,17 @@ def test_cli_serves_and_stops_on_sigint(tmp_path: Any) -> None:
         line = readline(proc.stdout, timeout=60)
         assert line.startswith("fawn serve: open http://127.0.0.1:"), line
         url = line.split("open ", 1)[1].strip()
+        base, _, token = url.partition("/?token=")
+        assert len(token) >= 16  # a token on loopback too: no local user changes the controls without it
 
         async def check() -> None:
-            status, body = await get(url.rstrip("/"), "/healthz")
+            status, body = await get(base, "/healthz")
             assert status == 200 and '"ok": true' in body
+            assert (await post_json(base, "/control", {"mode": "all"}))[0] == 401
+            assert (await post_json(base, "/control", {"mode": "all", "token": "wrong"}))[0] == 401
+            assert (await get(base, "/"))[0] == 401
+            status, body = await post_json(base, "/control", {"mode": "all"}, {"Authorization": f"Bearer {token}"})
+            assert status == 200 and body["mode"] == "all"
 
         run(check(), 20)
         proc.send_signal(signal.SIGINT)
