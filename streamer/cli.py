@@ -151,7 +151,7 @@ def _run_streams(args: argparse.Namespace, cfg: PipelineConfig) -> int:
                                      max_frames=args.max_frames)
         multi = MultiStreamRun(cfg, options)
         streams = {r.name: r.stats for r in multi.results}
-        with _metrics(args, lambda: streams, multi.health):
+        with _metrics(args, lambda: streams, multi.health, multi.errors):
             results = multi.run()
     summary = multi.summary()
     for result in results:
@@ -165,14 +165,16 @@ def _run_streams(args: argparse.Namespace, cfg: PipelineConfig) -> int:
 
 
 @contextmanager
-def _metrics(args: argparse.Namespace, streams: Callable[[], Any], health: Callable[[], Any]) -> Iterator[None]:
+def _metrics(
+    args: argparse.Namespace, streams: Callable[[], Any], health: Callable[[], Any], errors: Callable[[], Any] | None = None
+) -> Iterator[None]:
     """A /metrics + /healthz server for the run when ``--metrics-port`` is given."""
     if args.metrics_port is None:
         yield
         return
     from streamer.metrics import MetricsServer
 
-    server = MetricsServer(streams, health, port=args.metrics_port)
+    server = MetricsServer(streams, health, port=args.metrics_port, errors=errors)
     try:
         yield
     finally:

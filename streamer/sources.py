@@ -56,6 +56,11 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+def is_live_spec(spec: str) -> bool:
+    """An RTSP camera or a webcam: a source that may be unreachable for a while and come back."""
+    return spec.lower().startswith(RTSP_SCHEMES) or spec.startswith("cam:")
+
+
 def open_source(spec: str, io: IOConfig) -> Source:
     """Open ``spec``: a file path, ``rtsp://…``/``rtsps://…``, ``cam:N``, ``demo`` or
     ``demo-live[:WxH][@FPS]`` (the demo clip as an endless live camera)."""

@@ -51,6 +51,7 @@ from streamer.errors import ConfigError, FawnError, MissingExtraError
 from streamer.metrics import prometheus_text
 from streamer.processor import FrameProcessor, SharedModels, build_processor
 from streamer.redact import redact_text, redact_url
+from streamer.sources import is_live_spec
 from streamer.stats import RunStats
 
 try:
@@ -71,7 +72,6 @@ from streamer.web.tracks import (
     FrameFeed,
     FrameSummary,
     SourceFeed,
-    is_live_spec,
 )
 
 log = logging.getLogger(__name__)

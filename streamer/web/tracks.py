@@ -30,6 +30,7 @@ import numpy as np
 from streamer.errors import FawnError, MissingExtraError
 from streamer.processor import FrameProcessor, blur_frame
 from streamer.redact import redact_text, redact_url
+from streamer.sources import is_live_spec
 from streamer.types import FaceDetections, Frame, Image
 
 if TYPE_CHECKING:
@@ -190,13 +191,6 @@ class IterFeed:
 
     def close(self) -> None:
         return None
-
-
-def is_live_spec(spec: str) -> bool:
-    """An RTSP camera or a webcam: a source that may be unreachable for a while, then come back."""
-    from streamer.sources import RTSP_SCHEMES
-
-    return spec.lower().startswith(RTSP_SCHEMES) or spec.startswith("cam:")
 
 
 class SourceFeed:

@@ -67,3 +67,21 @@ def test_the_cli_error_line_and_logs_are_redacted(
     err = capsys.readouterr().err
     assert code != 0 and "fawn: error:" in err and "user:***@" in err
     assert SECRET not in err and SECRET not in caplog.text
+
+
+def test_manifest_lines_carry_no_password(tmp_path: Path) -> None:
+    from streamer.cluster.manifest import ManifestRow, ManifestWriter, read_rows
+
+    path = tmp_path / "fawn-manifest.jsonl"
+    row = ManifestRow(
+        path="day1/a.mp4", status="failed", input_sha256=None, config_hash="h",
+        output=f"rtsp://user:{SECRET}@127.0.0.1:1/out",
+        errors=(f"cannot publish to rtsp://user:{SECRET}@127.0.0.1:1/out: refused",),
+    )
+    writer = ManifestWriter(str(path))
+    writer.append(row)
+    writer.close()
+    text = path.read_text()
+    assert SECRET not in text and "user:***@127.0.0.1:1" in text
+    back = read_rows(str(path))["day1/a.mp4"]
+    assert back.error is not None and "user:***@" in back.error and back.status == "failed"
