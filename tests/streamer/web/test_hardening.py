@@ -364,3 +364,36 @@ def test_peers_and_toggles_release_what_they_hold(
     assert loaded == 0, "a /control toggle loaded another embedder instead of the shared one"
     assert max(threads) - threads[0] <= 4, f"threads grew: {threads}"
     assert rss[-1] - rss[0] < 60, f"RSS grew: {rss}"
+
+
+def test_shutdown_closes_every_broadcast_processor_and_the_shared_detector(
+    clip: Clip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streamer.web.server as server_module
+
+    closed: list[Any] = []
+    real_build = server_module.build_processor
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        processor = real_build(*args, **kwargs)
+        real_close = processor.close
+
+        def close() -> None:
+            closed.append(processor)
+            real_close()
+
+        processor.close = close
+        return processor
+
+    monkeypatch.setattr(server_module, "build_processor", build)
+    feeds = {"a": clip_feed(clip), "b": clip_feed(clip)}
+
+    async def main() -> FawnServer:
+        options = ServeOptions(sources=("a.mp4", "b.mp4"), names=("a", "b"))
+        async with running(serve_config(), options, feeds) as (server, base):  # type: ignore[arg-type]
+            assert len(await receive(base, 3, stream="b")) == 3
+            return server
+
+    server = run(main())
+    assert {id(p) for p in closed} == {id(hub.processor) for hub in server.hubs.values()} and len(closed) == 2
+    assert server.shared is not None and server.shared.detector._closed
