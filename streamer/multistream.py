@@ -179,10 +179,12 @@ class MultiStreamRun:
         return max(self.cfg.io.reconnect_max_backoff, 0.05)
 
     def _retrying(self, result: StreamResult, message: str) -> None:
+        changed = message != result.error or result.state != "retrying"
         result.state, result.error = "retrying", message
         result.retries += 1
-        log.warning("%s: %s; retrying in %.1fs (try %d; the other streams keep running)",
-                    result.name, message, self._retry_every(), result.retries)
+        level = logging.WARNING if changed or result.retries % 60 == 0 else logging.DEBUG  # no log flood
+        log.log(level, "%s: %s; retrying every %.1fs (try %d; the other streams keep running)",
+                result.name, message, self._retry_every(), result.retries)
 
     @staticmethod
     def _failed(result: StreamResult, message: str) -> None:

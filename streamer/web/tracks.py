@@ -365,11 +365,13 @@ class BroadcastHub:
 
     def _retry_later(self, message: str) -> None:
         """Record why the source is away and wait ``retry_every`` seconds (or until stopped)."""
+        changed = message != self.error
         self.state, self.error = "retrying", message
         self.retries += 1
         self.processor.reset()  # what comes back is a new scene: no stale track may cover it
-        log.warning("%s: %s; retrying in %.1fs (try %d; the other streams keep running)",
-                    self.name, message, self.retry_every or 0.0, self.retries)
+        level = logging.WARNING if changed or self.retries % 60 == 0 else logging.DEBUG  # no log flood
+        log.log(level, "%s: %s; retrying every %.1fs (try %d; the other streams keep running)",
+                self.name, message, self.retry_every or 0.0, self.retries)
         self._stop.wait(self.retry_every)
 
     def _play_once(self) -> None:
