@@ -85,3 +85,18 @@ def test_manifest_lines_carry_no_password(tmp_path: Path) -> None:
     assert SECRET not in text and "user:***@127.0.0.1:1" in text
     back = read_rows(str(path))["day1/a.mp4"]
     assert back.error is not None and "user:***@" in back.error and back.status == "failed"
+
+
+def test_fawn_batch_refuses_a_gallery_others_can_read_too(tmp_path: Path) -> None:
+    from streamer.cluster.job import _gallery_bytes
+    from streamer.config import load_config
+    from streamer.errors import GalleryError
+
+    path = tmp_path / "people.fawn"
+    path.write_text('{"format": "fawn-gallery"}')
+    path.chmod(0o644)
+    cfg = load_config(None, {"identity.gallery": str(path)})
+    with pytest.raises(GalleryError, match=f"chmod 600 {path}"):
+        _gallery_bytes(cfg)
+    path.chmod(0o600)
+    assert _gallery_bytes(cfg) == path.read_bytes()
