@@ -18,6 +18,7 @@ from tqdm import tqdm
 from streamer.config import PipelineConfig
 from streamer.errors import FawnError, SourceError
 from streamer.pipeline import RunOptions, run
+from streamer.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,9 @@ def _one(video: Path, final: Path, name: str, cfg: PipelineConfig, stop: threadi
     try:
         stats = run(str(video), str(partial), cfg, RunOptions(stop=stop, progress=False))
     except FawnError as exc:
-        log.error("%s: %s", name, exc)
-        result.failed[name] = str(exc)
+        message = redact_text(str(exc))
+        log.error("%s: %s", name, message)
+        result.failed[name] = message
         partial.unlink(missing_ok=True)
         return
     if stop is not None and stop.is_set():

@@ -11,6 +11,8 @@ Fail closed: an engine error is raised to every stream of that batch as an
 :class:`~streamer.errors.EngineError`, and a stream that waits longer than
 ``timeout_ms`` gets a :class:`~streamer.errors.DetectorTimeoutError`; the
 processor anonymizes that frame without fresh detections (``on_error``).
+:meth:`BatchingDetector.close` fails every frame still waiting with a
+:class:`~streamer.errors.DetectorClosedError` (no caller waits forever).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from streamer.detect import BatchDetector
-from streamer.errors import DetectorTimeoutError, EngineError, FawnError
+from streamer.errors import DetectorClosedError, DetectorTimeoutError, EngineError, FawnError
 from streamer.types import FaceDetections, Image
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ class BatchingDetector:
         self.batches = 0
         self.frames = 0
         self._pending: deque[_Request] = deque()
+        self._running: list[_Request] = []  # the batch in the engine now
         self._cond = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="fawn-detect", daemon=True)
@@ -61,13 +64,14 @@ class BatchingDetector:
         request = _Request(image)
         with self._cond:
             if self._closed:
-                raise EngineError("the shared detector is closed")
+                raise DetectorClosedError("the shared detector is closed")
             if any(r.abandoned for r in self._pending):  # a hung engine must not pile up frames
                 self._pending = deque(r for r in self._pending if not r.abandoned)
             self._pending.append(request)
             self._cond.notify_all()
         if not request.done.wait(self.timeout):
-            request.abandoned = True
+            with self._cond:
+                request.abandoned = True
             raise DetectorTimeoutError(f"face detection took longer than {1000 * (self.timeout or 0):.0f} ms")
         if request.error is not None:
             raise request.error
@@ -85,11 +89,22 @@ class BatchingDetector:
             self.streams = max(0, self.streams - 1)
             self._cond.notify_all()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the detection thread; every frame still waiting fails with :class:`DetectorClosedError`.
+
+        A batch already in the engine gets its result if the engine returns within
+        ``timeout`` seconds, else it fails too.
+        """
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout=5.0)
+        self._thread.join(timeout)
+        with self._cond:
+            waiting = list(self._pending) + self._running
+            self._pending.clear()
+        error = DetectorClosedError("the shared detector was closed while this frame waited for detection")
+        for request in waiting:
+            self._finish(request, error=error)
 
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
@@ -113,6 +128,7 @@ class BatchingDetector:
                 request = self._pending.popleft()
                 if not request.abandoned:
                     batch.append(request)
+            self._running = batch
             return batch
 
     def _detect(self, batch: list[_Request]) -> None:
@@ -124,11 +140,20 @@ class BatchingDetector:
             error = exc if isinstance(exc, FawnError) else EngineError(f"detector failed: {type(exc).__name__}: {exc}")
             log.debug("batch of %d failed: %s", len(batch), error)
             for request in batch:
-                request.error = error
-                request.done.set()
+                self._finish(request, error=error)
             return
+        finally:
+            with self._cond:
+                self._running = []
         self.batches += 1
         self.frames += len(batch)
         for request, result in zip(batch, results):
-            request.result = result
+            self._finish(request, result=result)
+
+    def _finish(self, request: _Request, result: FaceDetections | None = None, error: FawnError | None = None) -> None:
+        """Hand ``request`` its result or error; the first answer wins (close and the engine may race)."""
+        with self._cond:
+            if request.done.is_set():
+                return
+            request.result, request.error = result, error
             request.done.set()

@@ -20,6 +20,7 @@ from streamer.config import METHODS, MODES, PipelineConfig, load_config
 from streamer.enroll import IDENTITY_RUN_OPTIONS, add_enroll_parser, add_identity_run_args
 from streamer.errors import ConfigError, FawnError
 from streamer.evaluate.cli import add_eval_parser, add_sweep_parser
+from streamer.redact import redact_log_handlers, redact_text
 from streamer.web.cli import add_serve_parser
 
 log = logging.getLogger("fawn")
@@ -153,7 +154,7 @@ def _run_streams(args: argparse.Namespace, cfg: PipelineConfig) -> int:
                                      max_frames=args.max_frames)
         multi = MultiStreamRun(cfg, options)
         streams = {r.name: r.stats for r in multi.results}
-        with _metrics(args, lambda: streams, multi.health):
+        with _metrics(args, lambda: streams, multi.health, multi.errors):
             results = multi.run()
     summary = multi.summary()
     for result in results:
@@ -167,14 +168,16 @@ def _run_streams(args: argparse.Namespace, cfg: PipelineConfig) -> int:
 
 
 @contextmanager
-def _metrics(args: argparse.Namespace, streams: Callable[[], Any], health: Callable[[], Any]) -> Iterator[None]:
+def _metrics(
+    args: argparse.Namespace, streams: Callable[[], Any], health: Callable[[], Any], errors: Callable[[], Any] | None = None
+) -> Iterator[None]:
     """A /metrics + /healthz server for the run when ``--metrics-port`` is given."""
     if args.metrics_port is None:
         yield
         return
     from streamer.metrics import MetricsServer
 
-    server = MetricsServer(streams, health, port=args.metrics_port)
+    server = MetricsServer(streams, health, port=args.metrics_port, errors=errors)
     try:
         yield
     finally:
@@ -225,11 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="fawn: %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
+    redact_log_handlers()  # no camera password reaches a log line
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
     except FawnError as exc:
-        sys.stderr.write(f"fawn: error: {exc}\n")
+        sys.stderr.write(f"fawn: error: {redact_text(str(exc))}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("fawn: interrupted\n")

@@ -61,6 +61,10 @@ class DetectorTimeoutError(EngineError):
     """Face detection for a frame took longer than ``detector.timeout_ms`` (the frame fails closed)."""
 
 
+class DetectorClosedError(EngineError):
+    """The shared detector was closed while a frame waited for it (the frame fails closed)."""
+
+
 class ClusterError(FawnError):
     """A Ray cluster cannot be reached, or its workers cannot run fawn."""
 

@@ -105,14 +105,13 @@ class Gallery:
     def load(cls, path: str | Path) -> Gallery:
         p = Path(path)
         try:
-            raw = p.read_bytes()
             mode = p.stat().st_mode
+            check_private(p, mode)
+            raw = p.read_bytes()
         except FileNotFoundError:
             raise GalleryError(f"gallery not found: {p} (make one with: fawn enroll PHOTOS -o {p})") from None
         except OSError as exc:
             raise GalleryError(f"cannot read gallery {p}: {exc.strerror or exc}") from exc
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            log.warning("gallery %s is readable by others (mode %o): chmod 600 it", p, stat.S_IMODE(mode))
         return cls.from_json(_parse(raw, p), p)
 
     @classmethod
@@ -129,6 +128,15 @@ class Gallery:
             name, vectors = _decode_person(entry, dim, where)
             gallery.people[name] = vectors
         return gallery
+
+
+def check_private(path: Path, mode: int) -> None:
+    """Refuse a gallery that group or others may read or write: it identifies people (fix: chmod 600)."""
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise GalleryError(
+            f"gallery {path} is accessible by other users (mode {stat.S_IMODE(mode):o}): "
+            f"refusing to use it; run: chmod 600 {path}"
+        )
 
 
 def check_name(name: str) -> str:

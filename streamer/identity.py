@@ -106,6 +106,11 @@ class AuditLog:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
             raise ConfigError(f"identity.audit: cannot open {self.path}: {exc.strerror or exc}") from exc
+        try:  # an existing log keeps its mode on open: make it private too
+            os.fchmod(fd, 0o600)
+        except OSError as exc:
+            os.close(fd)
+            raise ConfigError(f"identity.audit: cannot make {self.path} private (chmod 600): {exc.strerror or exc}") from exc
         self._file: TextIO | None = os.fdopen(fd, "a", buffering=1, encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:

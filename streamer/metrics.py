@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 
 from streamer.errors import ConfigError
+from streamer.redact import redact_text
 from streamer.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ def _values(stats: RunStats) -> dict[str, float]:
 
 
 def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """A label value: passwords redacted (a stream may be named by its URL), then escaped."""
+    return redact_text(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def prometheus_text(streams: Mapping[str, RunStats], gauges: Iterable[tuple[str, str, float]] = ()) -> str:
@@ -88,7 +90,8 @@ class MetricsServer:
     """``GET /metrics`` (Prometheus text) and ``GET /healthz`` for ``fawn run`` on a plain HTTP thread.
 
     ``streams`` returns the live per-stream stats; ``health`` returns (healthy,
-    per-stream states): ``/healthz`` answers 200 when healthy, else 503.
+    per-stream states): ``/healthz`` answers 200 when healthy, else 503;
+    ``errors`` (optional) why streams fail or retry, added to ``/healthz`` (redacted).
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class MetricsServer:
         health: Callable[[], tuple[bool, Mapping[str, str]]],
         host: str = "127.0.0.1",
         port: int = 9108,
+        errors: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         import http.server
 
@@ -114,7 +118,7 @@ class MetricsServer:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the http.server API
                 log.debug("metrics: " + format, *args)
 
-        self._streams, self._health = streams, health
+        self._streams, self._health, self._errors = streams, health, errors
         try:
             self._httpd = http.server.ThreadingHTTPServer((host, port), Handler)
         except OSError as exc:
@@ -129,7 +133,10 @@ class MetricsServer:
             return 200, "text/plain; version=0.0.4; charset=utf-8", prometheus_text(self._streams()).encode()
         if path == "/healthz":
             ok, states = self._health()
-            return (200 if ok else 503), "application/json", json.dumps({"ok": ok, "streams": dict(states)}).encode()
+            body: dict[str, object] = {"ok": ok, "streams": dict(states)}
+            if self._errors is not None:
+                body["errors"] = {name: redact_text(why) for name, why in self._errors().items()}
+            return (200 if ok else 503), "application/json", json.dumps(body).encode()
         return 404, "application/json", b'{"error": "not found (try /metrics or /healthz)"}'
 
     def close(self) -> None:

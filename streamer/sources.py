@@ -28,6 +28,7 @@ import av.error
 
 from streamer.config import IOConfig
 from streamer.errors import SourceError, SourceLostError
+from streamer.redact import redact_url
 from streamer.types import Frame, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,11 @@ class Source(Protocol):
     def read(self) -> Iterator[Item]: ...
 
     def close(self) -> None: ...
+
+
+def is_live_spec(spec: str) -> bool:
+    """An RTSP camera or a webcam: a source that may be unreachable for a while and come back."""
+    return spec.lower().startswith(RTSP_SCHEMES) or spec.startswith("cam:")
 
 
 def open_source(spec: str, io: IOConfig) -> Source:
@@ -360,15 +366,6 @@ class _CameraConnector:
 
     def connect(self) -> av.container.InputContainer:
         return av.open(str(self.device), format="v4l2", timeout=(self.io.open_timeout, self.io.read_timeout))
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
 
 
 class _Clock:

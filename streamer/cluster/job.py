@@ -37,6 +37,7 @@ from streamer.cluster.worker import (
 )
 from streamer.config import PipelineConfig
 from streamer.errors import ClusterError, ConfigError, GalleryError, MissingExtraError
+from streamer.gallery import check_private
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,8 @@ def _gallery_bytes(cfg: PipelineConfig) -> bytes | None:
     path = cfg.identity.gallery
     if path is None:
         return None
+    if "://" not in path and os.path.exists(path):  # a local file: private, as for fawn run
+        check_private(Path(path), os.stat(path).st_mode)
     try:
         return uris.read_bytes(path)
     except FileNotFoundError:

@@ -23,6 +23,7 @@ from typing import Any
 from streamer.cluster import uris
 from streamer.config import PipelineConfig, to_dict
 from streamer.errors import ConfigError
+from streamer.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,12 @@ class ManifestRow:
         return self.errors[-1] if self.errors else None
 
     def to_json(self) -> str:
+        """One manifest line. URL passwords are redacted (an output written with one is then redone
+        on resume rather than recorded with its password)."""
         data = dataclasses.asdict(self)
-        data["errors"] = list(self.errors)
-        data["error"] = self.error
+        data["output"] = redact_url(self.output)
+        data["errors"] = [redact_text(e) for e in self.errors]
+        data["error"] = redact_text(self.error) if self.error else None
         return json.dumps(data, sort_keys=True)
 
     @classmethod

@@ -29,7 +29,10 @@ def add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need a token)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     p.add_argument("-c", "--config", default=None, help="YAML config path or preset (default: the webrtc preset)")
-    p.add_argument("--token", help="access token for the page and /offer (generated when binding a non-loopback host)")
+    p.add_argument("--token", help="access token for the page, /offer, /control, /stats and /metrics "
+                   "(default: a new random one, printed in the URL)")
+    p.add_argument("--no-token", action="store_true",
+                   help="no token (loopback only): any local user can then watch and change the controls")
     p.add_argument("--max-peers", type=int, default=4, help="concurrent WebRTC peers (default 4)")
     p.add_argument("--method", choices=METHODS, help="initial anonymization method")
     p.add_argument("--gallery", help="gallery of registered people (fawn enroll)")
@@ -58,6 +61,23 @@ def _sources(given: list[str], cfg: Any) -> tuple[tuple[str, ...], tuple[str, ..
     return tuple(s.source for s in cfg.streams), tuple(cfg.stream_names())
 
 
+def _token(args: argparse.Namespace, loopback: bool, new_token: Any) -> str | None:
+    """--token, else a generated one; none only with --no-token on a loopback address."""
+    if args.no_token:
+        if args.token is not None:
+            raise ConfigError("give --token or --no-token, not both")
+        if not loopback:
+            raise ConfigError(f"--no-token: binding {args.host} (not loopback) needs a token")
+        log.warning("--no-token: any local user can watch the stream and change its controls")
+        return None
+    if args.token is not None:
+        if not args.token.strip():
+            raise ConfigError("--token: must not be empty")
+        return str(args.token)
+    log.info("generated an access token (it is in the URL below; --token chooses one)")
+    return str(new_token())
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from streamer.web import require_webrtc
 
@@ -65,10 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from streamer.web.server import ServeOptions, is_loopback, new_token
 
     cfg = load_config(args.config or "webrtc", serve_overrides(args))
-    token = args.token
-    if token is None and not is_loopback(args.host):
-        token = new_token()
-        log.warning("binding %s: generated an access token (pass --token to choose one)", args.host)
+    token = _token(args, is_loopback(args.host), new_token)
     sources, names = _sources(args.source, cfg)
     options = ServeOptions(
         sources=sources, names=names, host=args.host, port=args.port, token=token, max_peers=args.max_peers,

@@ -9,19 +9,29 @@ Routes (JSON unless noted):
   offer must send a camera track, which comes back anonymized.
 - ``GET /stats[?peer=ID]`` fps, latency, faces, tracks, registered people shown, controls.
 - ``POST /control`` ``{"method"?, "mode"?, "labels"?}`` switches at run time, for every stream.
-- ``GET /healthz``.
+- ``GET /healthz`` ``{"ok", "loading", "streams": {name: state}, "errors": {name: why}}``:
+  200 when every source runs, else 503.
+
+Availability: the server listens at once; models load in an executor while the
+page and ``/healthz`` answer (``/offer`` and ``/control`` say 503 until then). A
+camera (``rtsp://``, ``cam:N``) that cannot be reached does not stop the
+server: its stream is reported ``retrying`` and reopened in the background
+while the other streams run.
 
 Security: a token (``Authorization: Bearer``, ``X-Fawn-Token``, ``?token=`` or the
-JSON ``token`` field) is required when one is configured, and always when the
-server binds a non-loopback address. A loopback-bound server also rejects
-requests whose ``Host`` is not a loopback name (DNS rebinding). POST bodies must
-be JSON (no cross-site simple requests). No STUN/TURN server is contacted
-unless configured.
+JSON ``token`` field) is required on every route but ``/healthz`` and the static
+files whenever one is configured (``fawn serve`` makes one unless ``--no-token``
+on loopback), and always when the server binds a non-loopback address. A
+loopback-bound server also rejects requests whose ``Host`` is not a loopback
+name (DNS rebinding). POST bodies must be JSON (no cross-site simple requests).
+No STUN/TURN server is contacted unless configured. Source URLs are reported
+without their passwords.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
 import importlib
@@ -40,6 +50,8 @@ from streamer.config import METHODS, MODES, PipelineConfig
 from streamer.errors import ConfigError, FawnError, MissingExtraError
 from streamer.metrics import prometheus_text
 from streamer.processor import FrameProcessor, SharedModels, build_processor
+from streamer.redact import redact_text, redact_url
+from streamer.sources import is_live_spec
 from streamer.stats import RunStats
 
 try:
@@ -54,7 +66,13 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingExtraError(exc.name or "aiortc", "webrtc") from None
 
-from streamer.web.tracks import BroadcastHub, CameraTrack, FrameFeed, FrameSummary, SourceFeed
+from streamer.web.tracks import (
+    BroadcastHub,
+    CameraTrack,
+    FrameFeed,
+    FrameSummary,
+    SourceFeed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +83,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class ServeError(FawnError):
     """The server cannot start (address in use, bad options)."""
+
+
+HEALTHY_STATES = ("running", "ended")
 
 
 @dataclass(frozen=True)
@@ -196,10 +217,13 @@ class FawnServer:
         else:  # one feed (tests, benchmarks) stands for the one source
             self._feeds = {} if feed is None else {(options.stream_names() or ["source"])[0]: feed}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.loading: asyncio.Task[None] | None = None  # the model load, in the background
+        self._closing = False
+        self._control_lock = asyncio.Lock()
 
     @property
     def hub(self) -> BroadcastHub | None:
-        """The first (with one source: the) broadcast hub; None in camera mode."""
+        """The first (with one source: the) broadcast hub; None in camera mode or while loading."""
         return next(iter(self.hubs.values()), None)
 
     @property
@@ -208,32 +232,82 @@ class FawnServer:
 
     @property
     def camera_mode(self) -> bool:
-        return self.hub is None
+        return not self._feeds and not self.options.all_sources()
+
+    @property
+    def loaded(self) -> bool:
+        """The models are loaded and every broadcast thread started."""
+        done = self.loading is not None and self.loading.done() and not self.loading.cancelled()
+        return done and self.loading is not None and self.loading.exception() is None
+
+    def stream_names(self) -> list[str]:
+        return list(self._feeds) or self.options.stream_names()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the sources and models, start a broadcast thread per source. Errors here stop the server."""
+        """Open the sources, load the models, start a broadcast thread per source. Errors stop the server."""
+        await self.open_sources()
+        self.begin_loading()
+        await self.wait_loaded()
+
+    async def open_sources(self) -> None:
+        """Open file sources now (a bad path fails before the server listens); cameras open on their
+        broadcast thread, which keeps retrying an unreachable one."""
         loop = asyncio.get_running_loop()
         if is_loopback(self.options.host):
             include_loopback_candidates()
-        feeds = self._feeds
-        if not feeds:
-            for name, spec in zip(self.options.stream_names(), self.options.all_sources()):
-                feeds[name] = await loop.run_in_executor(None, SourceFeed, spec, self.cfg.io)
-        self.shared = await loop.run_in_executor(None, SharedModels, self.cfg, len(feeds))
-        for name, feed in feeds.items():
-            processor = build_processor(self.cfg, RunStats(), self.shared)
-            self.hubs[name] = BroadcastHub(feed, processor, labels=lambda: self.controls.labels)
-            self.hubs[name].start(loop)
+        if self._feeds:
+            return
+        for name, spec in zip(self.options.stream_names(), self.options.all_sources()):
+            if is_live_spec(spec):
+                self._feeds[name] = SourceFeed(spec, self.cfg.io, open_now=False)
+            else:
+                self._feeds[name] = await loop.run_in_executor(None, SourceFeed, spec, self.cfg.io)
+
+    def begin_loading(self) -> None:
+        """Load the models in an executor (the event loop keeps answering), then start the broadcasts."""
+        if self.loading is None:
+            self.loading = asyncio.ensure_future(self._load())
+
+    async def wait_loaded(self) -> None:
+        """Until the models are loaded; raises what made loading fail."""
+        assert self.loading is not None, "begin_loading() first"
+        await asyncio.shield(self.loading)
+
+    async def _load(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.shared = await loop.run_in_executor(None, SharedModels, self.cfg, len(self._feeds))
+        for name, feed in self._feeds.items():
+            if self._closing:
+                return
+            # k-Same gallery embedding and diffusion loads happen here: off the event loop
+            processor = await loop.run_in_executor(None, build_processor, self.cfg, RunStats(), self.shared)
+            retry = self._retry_every() if isinstance(feed, SourceFeed) and feed.live else None
+            hub = BroadcastHub(feed, processor, labels=lambda: self.controls.labels, retry_every=retry, name=name)
+            self.hubs[name] = hub
+            hub.start(loop)
         log.info("serving %s", ", ".join(self.hubs) if self.hubs else "browser cameras")
 
+    def _retry_every(self) -> float:
+        """Seconds between background reopen attempts of an unreachable camera."""
+        return max(self.cfg.io.reconnect_max_backoff, 0.05)
+
     async def close(self) -> None:
+        """Stop everything and release it: peers, broadcast threads, every processor, the shared models."""
+        self._closing = True
+        if self.loading is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.shield(self.loading)  # a load in an executor cannot be cancelled: let it end
         await asyncio.gather(*(self._close_peer(pid) for pid in list(self.peers)))
         for task in list(self._tasks):
             task.cancel()
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, hub.stop) for hub in self.hubs.values()))
+        await asyncio.gather(*(loop.run_in_executor(None, _close_quietly, hub.processor) for hub in self.hubs.values()))
+        for name, feed in self._feeds.items():
+            if name not in self.hubs:  # opened, but loading failed before its broadcast started
+                feed.close()
         if self.shared is not None:
             await loop.run_in_executor(None, self.shared.close)
 
@@ -268,6 +342,7 @@ class FawnServer:
         sdp, kind = body.get("sdp"), body.get("type")
         if not isinstance(sdp, str) or kind != "offer":
             raise RequestError(400, 'expected JSON {"sdp": "...", "type": "offer"}')
+        self.require_loaded()
         if len(self.peers) >= self.options.max_peers:
             raise RequestError(503, f"too many peers (limit {self.options.max_peers}): try again later")
         stream = self._stream_of(body)
@@ -285,6 +360,10 @@ class FawnServer:
         except BaseException:
             await self._close_peer(peer.id)
             raise
+
+    def require_loaded(self) -> None:
+        if not self.loaded:
+            raise RequestError(503, "fawn is still loading its models: try again in a moment")
 
     def _stream_of(self, body: dict[str, Any]) -> str | None:
         """The source a viewer asked for (``"stream"``; default: the first one)."""
@@ -344,13 +423,29 @@ class FawnServer:
     def _camera_processor(self) -> FrameProcessor:
         """A processor for one camera peer, with the method and mode in force now (shared models)."""
         assert self.shared is not None
+        cfg = dataclasses.replace(
+            self.cfg,
+            anonymizer=dataclasses.replace(self.cfg.anonymizer, method=self.controls.method),
+            identity=dataclasses.replace(self.cfg.identity, mode=self.controls.mode),
+        )
+        self._shared_embedder(cfg.identity)
         self.shared.detector.join()
-        processor = build_processor(self.cfg, RunStats(), self.shared)
-        if self.controls.method != self.cfg.anonymizer.method:
-            self._set_method([processor], self.controls.method)
-        if self.controls.mode != self.cfg.identity.mode:
-            self._set_identity([processor], self.controls.mode)
-        return processor
+        try:
+            return build_processor(cfg, RunStats(), self.shared)
+        except BaseException:
+            self.shared.detector.leave()
+            raise
+
+    def _shared_embedder(self, identity: Any) -> Any:
+        """The one identity embedder every processor shares (loaded on first need), or None without a gallery."""
+        assert self.shared is not None
+        if identity.gallery is None or identity.mode == "all":
+            return None
+        if self.shared.embedder is None:
+            from streamer.embed import create_embedder
+
+            self.shared.embedder = create_embedder(identity)
+        return self.shared.embedder
 
     def _rtc_config(self) -> RTCConfiguration:
         opts = self.options
@@ -394,6 +489,8 @@ class FawnServer:
             self.shared.detector.leave()
         # shielded: cancelling a waiter of aiortc's close() would cancel its internal future
         await asyncio.shield(peer.pc.close())
+        if peer.processor is not None:  # its identity audit log, diffusion worker, ...
+            await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, _close_quietly, peer.processor))
         log.info("peer %s left: %d/%d", peer_id, len(self.peers), self.options.max_peers)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
@@ -407,6 +504,11 @@ class FawnServer:
         unknown = sorted(set(body) - {"method", "mode", "labels", "token"})
         if unknown:
             raise RequestError(400, f"unknown control {unknown[0]!r} (valid: method, mode, labels)")
+        self.require_loaded()
+        async with self._control_lock:  # one switch at a time: each replaces (and closes) stages
+            return await self._control(body)
+
+    async def _control(self, body: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         if "method" in body:
             method = _choice(body["method"], "method", available_methods(self.cfg))
@@ -425,26 +527,30 @@ class FawnServer:
         return dataclasses.asdict(self.controls)
 
     def _set_method(self, processors: list[FrameProcessor], method: str) -> None:
+        """Give each processor a new anonymizer (one each: they may keep state); the old ones are closed."""
         cfg = dataclasses.replace(self.cfg, anonymizer=dataclasses.replace(self.cfg.anonymizer, method=method))
-        try:
-            anonymizers = [make_anonymizer(cfg) for _ in processors]  # one each: anonymizers may keep state
-        except FawnError as exc:
-            raise RequestError(400, f"method {method!r}: {exc}") from None
+        anonymizers = _make_each(processors, lambda _p: make_anonymizer(cfg), f"method {method!r}")
         for processor, anonymizer in zip(processors, anonymizers):
-            processor.anonymizer = anonymizer
+            old, processor.anonymizer = processor.anonymizer, anonymizer
+            _close_quietly(old)
 
     def _set_identity(self, processors: list[FrameProcessor], mode: str) -> None:
-        """Replace each processor's identity resolver (tracks start pending again: fail closed)."""
+        """Replace each processor's identity resolver (tracks start pending again: fail closed).
+
+        The resolvers share the server's one embedder; the old resolvers are closed (their audit logs).
+        """
         factory = identity_factory()
         if factory is None:
             raise RequestError(501, "switching mode needs streamer.identity.create_identity (not in this build)")
         identity_cfg = dataclasses.replace(self.cfg.identity, mode=mode)
         try:
-            resolvers = [factory(identity_cfg, processor.stats) for processor in processors]
+            embedder = self._shared_embedder(identity_cfg)
         except FawnError as exc:
             raise RequestError(400, f"mode {mode!r}: {exc}") from None
+        resolvers = _make_each(processors, lambda p: factory(identity_cfg, p.stats, embedder), f"mode {mode!r}")
         for processor, resolver in zip(processors, resolvers):
-            processor.identity = resolver
+            old, processor.identity = processor.identity, resolver
+            _close_quietly(old)
 
     # -- stats -------------------------------------------------------------------------------
 
@@ -454,8 +560,9 @@ class FawnServer:
         return {
             "server": {
                 "input": "camera" if self.camera_mode else "source",
-                "source": ", ".join(self.options.all_sources()) or None,
-                "streams": list(self.hubs),
+                "source": ", ".join(redact_url(s) for s in self.options.all_sources()) or None,
+                "streams": self.stream_names() if not self.camera_mode else [],
+                "loading": not self.loaded,
                 "methods": list(available_methods(self.cfg)),
                 "modes": list(MODES),
                 "gallery": self.cfg.identity.gallery is not None,
@@ -467,15 +574,35 @@ class FawnServer:
             "controls": dataclasses.asdict(self.controls),
             "peers": len(self.peers),
             "stream": self._stream_stats(peer_id, stream),
-            "streams": {name: self._hub_stats(hub) for name, hub in self.hubs.items()},
+            "streams": {name: self._hub_stats(hub) for name, hub in self.hubs.items()} or {
+                name: {"state": "starting", "error": None, "source": self._source_name(name)}
+                for name in (self.stream_names() if not self.camera_mode else [])
+            },
         }
 
     def health(self) -> tuple[bool, dict[str, str]]:
-        """(no source failed, each source's state: running, ended or failed)."""
-        states = {
-            name: "failed" if hub.error else "ended" if hub.ended else "running" for name, hub in self.hubs.items()
-        }
-        return all(state != "failed" for state in states.values()), states
+        """(loaded and every source running or ended, each source's state).
+
+        States: ``starting`` (loading, or a camera's first connection), ``running``,
+        ``retrying`` (unreachable or lost: reopened in the background), ``failed``, ``ended``.
+        """
+        if not self.loaded:
+            return False, {name: "starting" for name in (self.stream_names() if not self.camera_mode else [])}
+        states = {name: hub.state for name, hub in self.hubs.items()}
+        return all(state in HEALTHY_STATES for state in states.values()), states
+
+    def health_report(self) -> dict[str, Any]:
+        """The ``/healthz`` body: ok, loading, each stream's state and why it is not running (redacted)."""
+        ok, states = self.health()
+        errors = {name: redact_text(hub.error) for name, hub in self.hubs.items() if hub.error}
+        return {"ok": ok, "loading": not self.loaded, "streams": states, "errors": errors}
+
+    def _source_name(self, name: str) -> str | None:
+        feed = self._feeds.get(name)
+        if isinstance(feed, SourceFeed):
+            return feed.name
+        sources = dict(zip(self.options.stream_names(), self.options.all_sources()))
+        return redact_url(sources[name]) if name in sources else None
 
     def metrics(self) -> str:
         """Prometheus text: every source's stream and every camera peer's stream."""
@@ -488,15 +615,19 @@ class FawnServer:
     def _stream_stats(self, peer_id: str | None, stream: str | None = None) -> dict[str, Any] | None:
         if self.hubs:
             return self._hub_stats(self._hub(stream) if stream is not None else next(iter(self.hubs.values())))
+        if not self.camera_mode:
+            return None  # still loading
         peer = self.peers.get(peer_id or "")
         if peer is None or peer.processor is None or not isinstance(peer.track, CameraTrack):
             return None
         return stream_stats(peer.processor.stats, peer.track.summary)
 
 
-    @staticmethod
-    def _hub_stats(hub: BroadcastHub) -> dict[str, Any]:
-        extra = {"viewers": hub.viewers, "ended": hub.ended, "error": hub.error}
+    def _hub_stats(self, hub: BroadcastHub) -> dict[str, Any]:
+        extra = {
+            "viewers": hub.viewers, "ended": hub.ended, "state": hub.state, "retries": hub.retries,
+            "error": redact_text(hub.error) if hub.error else None, "source": self._source_name(hub.name),
+        }
         return stream_stats(hub.processor.stats, hub.summary) | extra
 
 
@@ -536,6 +667,30 @@ def identity_factory() -> Callable[..., Any] | None:
     """``streamer.identity.create_identity(cfg.identity, stats)`` when this build has it."""
     factory = getattr(importlib.import_module("streamer.identity"), "create_identity", None)
     return factory if callable(factory) else None
+
+
+def _make_each(processors: list[FrameProcessor], make: Callable[[FrameProcessor], Any], what: str) -> list[Any]:
+    """One new stage per processor; if one cannot be made, close those already made (a 400 names why)."""
+    made: list[Any] = []
+    try:
+        for processor in processors:
+            made.append(make(processor))
+    except FawnError as exc:
+        for stage in made:
+            _close_quietly(stage)
+        raise RequestError(400, f"{what}: {exc}") from None
+    return made
+
+
+def _close_quietly(stage: Any) -> None:
+    """``stage.close()`` when it has one; an error is logged (closing must not stop the others)."""
+    close = getattr(stage, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception:  # noqa: BLE001 - logged; the next stage still gets closed
+        log.exception("closing %s failed", type(stage).__name__)
 
 
 def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
@@ -578,7 +733,8 @@ def create_app(server: FawnServer) -> web.Application:
     app.router.add_static("/static/", STATIC_DIR, show_index=False)
 
     async def on_startup(_app: web.Application) -> None:
-        await server.start()
+        await server.open_sources()  # a bad file fails here, before the server listens
+        server.begin_loading()  # the models load while the page and /healthz already answer
 
     async def on_cleanup(_app: web.Application) -> None:
         await server.close()
@@ -629,8 +785,8 @@ class Routes:
         return web.Response(text=html, content_type="text/html", headers={"Content-Security-Policy": PAGE_CSP})
 
     async def healthz(self, _request: web.Request) -> web.StreamResponse:
-        ok, states = self.server.health()
-        return web.json_response({"ok": ok, "streams": states}, status=200 if ok else 503)
+        report = self.server.health_report()
+        return web.json_response(report, status=200 if report["ok"] else 503)
 
     async def stats(self, request: web.Request) -> web.StreamResponse:
         self.server.check_token(request)
@@ -662,21 +818,43 @@ async def run_server(
     ready: Callable[[str], None] | None = None,
     feed: FrameFeed | None = None,
 ) -> None:
-    """Serve until ``stop`` is set. ``ready`` gets the page URL (with the token) once listening."""
+    """Serve until ``stop`` is set. ``ready`` gets the page URL (with the token) once the models are loaded.
+
+    The server listens before the models load: the page and ``/healthz`` answer meanwhile.
+    A model that fails to load stops the server with its error.
+    """
     server = FawnServer(cfg, options, feed)
     runner = web.AppRunner(create_app(server), handle_signals=False, access_log=None)
     try:
-        await runner.setup()  # runs on_startup: opens the source and the models
+        await runner.setup()  # runs on_startup: opens file sources, starts loading the models
         site = web.TCPSite(runner, options.host, options.port)
         try:
             await site.start()
         except OSError as exc:
             raise ServeError(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}") from None
+        port = _bound_port(runner, options.port)
+        log.info("listening on %s (loading the models)", page_url(options, port, with_token=False))
+        if not await _loaded_or_stopped(server, stop):
+            return
         if ready is not None:
-            ready(page_url(options, _bound_port(runner, options.port)))
+            ready(page_url(options, port))
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+async def _loaded_or_stopped(server: FawnServer, stop: asyncio.Event) -> bool:
+    """True once the models are loaded, False when ``stop`` came first; raises a load error."""
+    assert server.loading is not None
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({server.loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not server.loading.done():
+        return False
+    server.loading.result()  # a load error stops the server
+    return True
 
 
 def _bound_port(runner: web.AppRunner, default: int) -> int:
@@ -686,7 +864,7 @@ def _bound_port(runner: web.AppRunner, default: int) -> int:
     return default
 
 
-def page_url(options: ServeOptions, port: int) -> str:
+def page_url(options: ServeOptions, port: int, with_token: bool = True) -> str:
     host = f"[{options.host}]" if ":" in options.host else options.host
-    query = f"/?token={options.token}" if options.token else "/"
+    query = f"/?token={options.token}" if options.token and with_token else "/"
     return f"http://{host}:{port}{query}"

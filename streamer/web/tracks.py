@@ -29,6 +29,8 @@ import numpy as np
 
 from streamer.errors import FawnError, MissingExtraError
 from streamer.processor import FrameProcessor, blur_frame
+from streamer.redact import redact_text, redact_url
+from streamer.sources import is_live_spec
 from streamer.types import FaceDetections, Frame, Image
 
 if TYPE_CHECKING:
@@ -194,23 +196,32 @@ class IterFeed:
 class SourceFeed:
     """A feed from :func:`streamer.sources.open_source` (file, ``rtsp://``, ``cam:N``, ``demo``).
 
-    The source is opened at once, so a bad SOURCE fails before the server starts;
-    a file is reopened to replay it.
+    With ``open_now`` the source is opened at once, so a bad file fails before the
+    server starts; otherwise (cameras) on the broadcast thread, which retries. A
+    file is reopened to replay it. ``name`` is the spec without its password.
     """
 
-    def __init__(self, spec: str, io: Any) -> None:
+    def __init__(self, spec: str, io: Any, open_now: bool = True) -> None:
         from streamer.sources import open_source
 
         self._open = open_source
         self._spec = spec
         self._io = io
-        self._source: Any = open_source(spec, io)
-        info = self._source.info
-        self.live: bool = bool(info.live)
-        self.fps: float = float(info.fps or 30.0)
-        self.width: int = int(info.width)
-        self.height: int = int(info.height)
+        self.name = redact_url(spec)
+        self.live: bool = is_live_spec(spec)
+        self.fps: float = 30.0
+        self.width = self.height = 0
+        self._source: Any = None
         self._reader: Any = None
+        if open_now:
+            self._use(open_source(spec, io))
+
+    def _use(self, source: Any) -> Any:
+        info = source.info
+        self.live = bool(info.live)
+        self.fps = float(info.fps or 30.0)
+        self.width, self.height = int(info.width), int(info.height)
+        return source
 
     @property
     def dropped(self) -> int:
@@ -220,7 +231,7 @@ class SourceFeed:
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         from streamer.threads import FrameReader
 
-        source = self._source if self._source is not None else self._open(self._spec, self._io)
+        source = self._source if self._source is not None else self._use(self._open(self._spec, self._io))
         self._source = None
         reader = FrameReader(source, self._io.queue_size, drop_oldest=self.live)
         self._reader = reader
@@ -259,7 +270,12 @@ class BroadcastHub:
     """Reads a feed on one thread, anonymizes each frame once and fans it out to viewer tracks.
 
     Files are paced at their frame rate and replayed when they end; live sources
-    come paced already and end the broadcast when they are lost.
+    come paced already. A live source that cannot be reached or is lost ends the
+    broadcast, unless ``retry_every`` is set: then the hub keeps reopening it
+    (``state`` ``retrying``, ``error`` says why, password redacted) while the
+    server and the other streams go on.
+
+    ``state``: ``starting`` (not opened yet), ``running``, ``retrying``, ``failed`` or ``ended``.
     """
 
     def __init__(
@@ -268,14 +284,20 @@ class BroadcastHub:
         processor: FrameProcessor,
         labels: Callable[[], bool] = lambda: False,
         replay: bool = True,
+        retry_every: float | None = None,
+        name: str = "source",
     ) -> None:
         self.feed = feed
         self.processor = processor
         self.labels = labels
         self.replay = replay and not feed.live
+        self.retry_every = retry_every
+        self.name = name
         self.summary = FrameSummary()
         self.error: str | None = None
         self.ended = False
+        self.state = "running" if retry_every is None else "starting"  # a camera: until its first frame
+        self.retries = 0
         self._tracks: set[BroadcastTrack] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -312,23 +334,53 @@ class BroadcastHub:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                self._play_once()
+                try:
+                    self._play_once()
+                except FawnError as exc:
+                    if self.retry_every is None:
+                        raise
+                    self._retry_later(redact_text(str(exc)))
+                    continue
+                if self.retry_every is not None and not self._stop.is_set():
+                    self._retry_later("the source ended")  # a camera does not end: reconnect
+                    continue
                 if not self.replay:
                     break
                 self.processor.reset()  # the replay jumps: no stale track may cover it
+            self.state = "ended"
         except FawnError as exc:
-            self.error = str(exc)
-            log.error("broadcast source failed: %s", exc)
+            self._fail(redact_text(str(exc)))
         except Exception as exc:  # noqa: BLE001 - report, end the stream, keep the server up
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("broadcast pipeline failed")
+            self._fail(redact_text(f"{type(exc).__name__}: {exc}"), trace=True)
         finally:
             self.ended = True
             self._emit(None)
 
+    def _fail(self, message: str, trace: bool = False) -> None:
+        self.state, self.error = "failed", message
+        if trace:
+            log.exception("%s: broadcast pipeline failed: %s", self.name, message)
+        else:
+            log.error("%s: broadcast source failed: %s", self.name, message)
+
+    def _retry_later(self, message: str) -> None:
+        """Record why the source is away and wait ``retry_every`` seconds (or until stopped)."""
+        changed = message != self.error
+        self.state, self.error = "retrying", message
+        self.retries += 1
+        self.processor.reset()  # what comes back is a new scene: no stale track may cover it
+        level = logging.WARNING if changed or self.retries % 60 == 0 else logging.DEBUG  # no log flood
+        log.log(level, "%s: %s; retrying every %.1fs (try %d; the other streams keep running)",
+                self.name, message, self.retry_every or 0.0, self.retries)
+        self._stop.wait(self.retry_every)
+
     def _play_once(self) -> None:
         start, first = time.monotonic(), None
         for frame in self.feed.frames(self._stop):
+            if self.state != "running":
+                self.state, self.error = "running", None
+                if self.retries:
+                    log.info("%s: the source is back after %d retries", self.name, self.retries)
             if not self.feed.live:  # a file is decoded ahead: it is "captured" when its time comes
                 first = frame.index if first is None else first
                 start = self._pace(start, (frame.index - first) / max(self.feed.fps, 1e-3))

@@ -102,5 +102,6 @@ def test_corrupt_yaml(tmp_path: Path, text: str) -> None:
 def test_corrupt_gallery(tmp_path: Path, content: bytes) -> None:
     gallery = tmp_path / "people.fawn"
     gallery.write_bytes(content)
+    gallery.chmod(0o600)  # private, so the error is about the content
     line = _one_line_error(_run("run", "demo", "-o", "null", "--gallery", str(gallery), "--no-progress"))
     assert "people.fawn" in line

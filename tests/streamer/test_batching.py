@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -14,7 +15,7 @@ from streamer.anonymize import create_anonymizer
 from streamer.batching import BatchingDetector
 from streamer.config import AnonymizerConfig
 from streamer.detect import CenterFaceDetector
-from streamer.errors import DetectorTimeoutError, EngineError
+from streamer.errors import DetectorClosedError, DetectorTimeoutError, EngineError
 from streamer.identity import AnonymizeEveryone
 from streamer.processor import FrameProcessor
 from streamer.track import SortTracker
@@ -136,3 +137,70 @@ def test_slow_detector_frames_are_anonymized_not_passed_through(
     report = verify.face_recall(pairs)
     assert processor.stats.detector_errors >= 5
     assert report.recall == 1.0, f"faces leaked in frames {report.leaked_frames}"
+
+
+class _Gated:
+    """A detector whose engine call blocks until ``gate`` is set (a slow or hung engine)."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def detect_batch(self, images: list[Image]) -> list[FaceDetections]:
+        self.entered.set()
+        self.gate.wait(60)
+        return [FaceDetections.empty() for _ in images]
+
+
+def _callers(shared: BatchingDetector, image: Image, count: int) -> tuple[list[threading.Thread], dict[int, object]]:
+    outcomes: dict[int, object] = {}
+
+    def call(i: int) -> None:
+        try:
+            outcomes[i] = shared.detect(image)
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertions
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=call, args=(i,), daemon=True) for i in range(count)]
+    for t in threads:
+        t.start()
+    return threads, outcomes
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    for _ in range(3000):
+        if condition():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("condition never became true")
+
+
+@pytest.mark.parametrize("engine_returns", [True, False])
+def test_close_fails_every_waiting_caller_with_a_typed_error(
+    demo_frames: list[tuple[Image, np.ndarray]], engine_returns: bool
+) -> None:
+    """No timeout is configured: before close() failed them, queued callers waited forever."""
+    engine = _Gated()
+    shared = BatchingDetector(engine, max_batch=1, wait_ms=0.0, timeout_ms=None)
+    first, first_outcome = _callers(shared, demo_frames[0][0], 1)
+    assert engine.entered.wait(30)  # the first frame is in the engine now
+    queued, outcomes = _callers(shared, demo_frames[1][0], 3)
+    _wait_for(lambda: len(shared._pending) == 3)
+    closer = threading.Thread(target=shared.close, kwargs={"timeout": 30.0 if engine_returns else 0.2})
+    closer.start()
+    _wait_for(lambda: shared._closed)
+    if engine_returns:
+        engine.gate.set()
+    closer.join(60)
+    for t in first + queued:
+        t.join(30)
+        assert not t.is_alive(), "a caller still waits after close()"
+    assert len(outcomes) == 3 and all(isinstance(o, DetectorClosedError) for o in outcomes.values())
+    assert all("closed" in str(o) for o in outcomes.values())
+    if engine_returns:  # the batch in the engine finished normally
+        assert isinstance(first_outcome[0], FaceDetections)
+    else:  # a hung engine: that caller fails closed too
+        assert isinstance(first_outcome[0], DetectorClosedError)
+    with pytest.raises(DetectorClosedError):
+        shared.detect(demo_frames[2][0])
+    engine.gate.set()

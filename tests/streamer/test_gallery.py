@@ -77,6 +77,24 @@ def test_file_is_private_and_holds_no_photo(tmp_path: Path, model_id: str, embed
     assert not list(tmp_path.glob(".people.fawn.*"))  # no temporary file left behind
 
 
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o622])
+def test_a_gallery_others_can_access_is_refused(
+    tmp_path: Path, model_id: str, embeddings: dict[str, np.ndarray], mode: int
+) -> None:
+    """Not just a warning: the file is refused, the one-line error names it and the fix."""
+    path = tmp_path / "people.fawn"
+    _gallery(model_id, embeddings).save(path)
+    path.chmod(mode)
+    with pytest.raises(GalleryError) as caught:
+        Gallery.load(path)
+    message = str(caught.value)
+    assert str(path) in message and f"chmod 600 {path}" in message and "\n" not in message
+    with pytest.raises(GalleryError, match="chmod 600"):
+        create_identity(IdentityConfig(gallery=str(path)))
+    path.chmod(0o600)
+    assert set(Gallery.load(path).people) == {"grace", "astronaut"}  # the same file, private: accepted
+
+
 def test_adding_photos_to_a_person_ignores_duplicates(model_id: str, embeddings: dict[str, np.ndarray]) -> None:
     gallery = _gallery(model_id, embeddings)
     assert gallery.add("grace", embeddings["grace_mirror"]) == 1
@@ -106,6 +124,7 @@ def test_refused_by_another_model(tmp_path: Path, embeddings: dict[str, np.ndarr
 def test_corrupt_files_are_reported(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "bad.fawn"
     path.write_bytes(content)
+    path.chmod(0o600)
     with pytest.raises(GalleryError, match=message):
         Gallery.load(path)
 

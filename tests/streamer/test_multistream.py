@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import urllib.error
 import urllib.request
@@ -167,3 +168,83 @@ def test_signal_stops_every_live_stream_with_playable_outputs(tmp_path: Path, si
     for name, path in (("a", "a.mp4"), ("b", "b.mkv")):
         assert summary["streams"][name]["state"] == "done"
         assert len(_decode(tmp_path / path)) >= 10
+
+
+SECRET = "s3cret"
+CAMERA = f"rtsp://user:{SECRET}@127.0.0.1:1/cam"  # loopback, nothing listens on port 1
+FAST_RETRY = {"reconnect_attempts": 0, "reconnect_backoff": 0.0, "reconnect_max_backoff": 0.05, "open_timeout": 2.0}
+
+
+def test_an_unreachable_camera_is_retried_while_the_other_streams_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The healthy stream starts and runs; the camera is reported retrying (redacted) on /healthz, and
+    retried in the background until the run stops."""
+    from streamer.metrics import MetricsServer
+
+    caplog.set_level(logging.DEBUG)
+    cfg = load_config(None, {"io": FAST_RETRY, "streams": [
+        {"name": "lobby", "source": "demo-live:320x240@15", "output": "null"},
+        {"name": "door", "source": CAMERA, "output": str(tmp_path / "door.mp4")},
+    ]})
+    stop = threading.Event()
+    multi = MultiStreamRun(cfg, MultiStreamOptions(stop=stop, progress=False))
+    server = MetricsServer(lambda: {r.name: r.stats for r in multi.results}, multi.health, port=0, errors=multi.errors)
+    worker = threading.Thread(target=multi.run)
+    worker.start()
+    lobby, door = multi.results
+    try:
+        assert _wait(lambda: lobby.stats.frames_out > 5 and door.retries >= 2)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5)
+        health_body = err.value.read().decode()
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read().decode()
+        retries = door.retries
+        assert _wait(lambda: door.retries > retries)  # still retrying in the background
+        assert lobby.state == "running" and door.state == "retrying"
+    finally:
+        stop.set()
+        worker.join(30)
+        server.close()
+    assert not worker.is_alive()
+    health = json.loads(health_body)
+    assert err.value.code == 503 and health["streams"] == {"lobby": "running", "door": "retrying"}
+    assert "127.0.0.1:1" in health["errors"]["door"] and "lobby" not in health["errors"]
+    assert lobby.state == "done" and lobby.stats.frames_out > 5
+    assert door.state == "failed" and door.retries >= 3  # stopped before it ever came back
+    summary = json.dumps(multi.summary())
+    assert json.loads(summary)["streams"]["door"]["source"] == "rtsp://user:***@127.0.0.1:1/cam"
+    for text in (health_body, metrics, summary, caplog.text):
+        assert SECRET not in text
+    assert not (tmp_path / "door.mp4").exists()  # nothing was written for a camera never reached
+
+
+def test_a_retried_stream_never_overwrites_what_it_wrote(tmp_path: Path) -> None:
+    from streamer.multistream import _next_output
+
+    first = tmp_path / "cam.mp4"
+    assert _next_output(str(first)) == str(first)  # nothing written yet: same name
+    first.write_bytes(b"segment 0")
+    assert _next_output(str(first)) == str(tmp_path / "cam.1.mp4")
+    (tmp_path / "cam.1.mp4").write_bytes(b"segment 1")
+    assert _next_output(str(first)) == str(tmp_path / "cam.2.mp4")
+    assert _next_output("null") == "null" and _next_output(CAMERA) == CAMERA
+
+
+def test_stats_json_logs_and_error_lines_carry_no_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stream whose (non-camera) URL holds a password fails: every report of it is redacted."""
+    caplog.set_level(logging.DEBUG)
+    config = _write_config(tmp_path, [
+        {"name": "lobby", "source": "demo", "output": "null"},
+        {"name": "web", "source": f"http://user:{SECRET}@127.0.0.1:1/x.mp4", "output": "null"},
+    ])
+    stats_path = tmp_path / "stats.json"
+    code = main(["run", "-c", str(config), "--no-progress", "--stats-json", str(stats_path)])
+    err = capsys.readouterr().err
+    stats = json.loads(stats_path.read_text())
+    assert code == 1 and stats["streams"]["web"]["state"] == "failed" and stats["streams"]["lobby"]["state"] == "done"
+    assert "user:***@" in stats["streams"]["web"]["error"]
+    for text in (stats_path.read_text(), err, caplog.text):
+        assert SECRET not in text

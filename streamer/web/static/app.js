@@ -33,6 +33,26 @@ async function api(path, body) {
   return data;
 }
 
+// The server reports URLs without passwords already; mask any that slipped through before showing text.
+const redact = (text) => String(text)
+  .replace(/(\b[A-Za-z][A-Za-z0-9+.-]*:\/{1,2}[^\s/@:]*):[^\s/]*@/g, "$1:***@")
+  .replace(/([?&;](?:password|passwd|pass|pwd|secret|token|api_?key|key|auth|sig|signature)=)[^&;#\s]*/gi, "$1***");
+
+// One line per source: its state (running, retrying, failed...), its URL (redacted) and why it is down.
+function showStreams(streams) {
+  const items = Object.entries(streams || {}).map(([name, s]) => {
+    const li = document.createElement("li");
+    li.className = `stream-state ${s.state || ""}`;
+    li.dataset.stream = name;
+    const parts = [`${name}: ${s.state || "?"}`];
+    if (s.source) parts.push(`(${s.source})`);
+    if (s.error) parts.push(`— ${s.error}`);
+    li.textContent = redact(parts.join(" "));
+    return li;
+  });
+  $("stream-states").replaceChildren(...items);
+}
+
 function fillSelect(select, values, current) {
   select.replaceChildren(...values.map((v) => new Option(v, v, false, v === current)));
 }
@@ -43,7 +63,7 @@ function showServer(info, controls) {
   ui.input.textContent = camera
     ? "No source on the server: use your camera, it comes back anonymized."
     : (info.streams || []).length > 1 ? `Sources: ${info.streams.length} streams (${info.streams.join(", ")})`
-    : `Source: ${info.source}`;
+    : `Source: ${redact(info.source)}`;
   ui.start.textContent = camera ? "Use my camera" : "Watch";
   ui.cameraNote.hidden = !camera;
   const streams = info.streams || [];
@@ -167,6 +187,12 @@ async function refreshStats() {
     if (window.fawn.peer) query.set("peer", window.fawn.peer);
     else if (ui.stream.value) query.set("stream", ui.stream.value);
     const data = await api(`/stats${query.size ? `?${query}` : ""}`);
+    showStreams(data.streams);
+    if (data.server.loading) {  // the page answers while the models load: start once they are ready
+      ui.input.textContent = "fawn is loading its models…";
+      window.fawn.stats = data;
+      return;
+    }
     if (!window.fawn.server) showServer(data.server, data.controls);
     const s = data.stream;
     const b = await browserDelays(window.fawn.pc);
@@ -179,7 +205,9 @@ async function refreshStats() {
     $("s-anon").textContent = s ? s.faces_anonymized : "–";
     $("s-peers").textContent = `${data.peers} / ${data.server.max_peers}`;
     $("s-video").textContent = b.size ? `${b.size} ${b.codec || ""}` : "–";
-    if (s && s.error) setState("error", `source: ${s.error}`);
+    if (s && s.state === "retrying") setState("retrying", redact(`source unreachable, retrying: ${s.error || ""}`));
+    else if (s && s.error) setState("error", redact(`source: ${s.error}`));
+    else if (window.fawn.state === "retrying") setState(window.fawn.pc ? "playing" : "idle", window.fawn.pc ? "live" : "idle");
     window.fawn.stats = data;
   } catch (err) {
     if (window.fawn.state === "idle") setState("error", String(err.message || err));

@@ -118,6 +118,7 @@ def test_every_member_of_a_cluster_gets_the_same_face(photos, gallery, detector,
 def test_enroll_gallery_is_refused_with_an_explanation(tmp_path: Path) -> None:
     enrolled = tmp_path / "people.fawn"
     enrolled.write_text('{"format": "fawn-gallery"}')
+    enrolled.chmod(0o600)
     cfg = AnonymizerConfig(method="ksame")
     with pytest.raises(GalleryError, match="face photos.*fawn enroll|fawn enroll.*face"):
         create_anonymizer(cfg, ksame=KSameConfig(faces=str(enrolled)))

@@ -71,9 +71,10 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @contextlib.asynccontextmanager
 async def running(
-    cfg: PipelineConfig, options: ServeOptions | None = None, feed: FrameFeed | None = None
+    cfg: PipelineConfig, options: ServeOptions | None = None, feed: FrameFeed | dict[str, FrameFeed] | None = None,
+    wait_loaded: bool = True,
 ) -> AsyncIterator[tuple[FawnServer, str]]:
-    """A started server on a free 127.0.0.1 port: (server, base URL)."""
+    """A started server on a free 127.0.0.1 port: (server, base URL); by default once its models are loaded."""
     from aiohttp import web
 
     options = replace(options or ServeOptions(), port=0)
@@ -84,6 +85,8 @@ async def running(
         site = web.TCPSite(runner, options.host, 0)
         await site.start()
         port = runner.addresses[0][1]
+        if wait_loaded:
+            await asyncio.wait_for(server.wait_loaded(), 120)
         yield server, f"http://127.0.0.1:{port}"
     finally:
         await asyncio.wait_for(runner.cleanup(), 20)

@@ -156,7 +156,11 @@ def test_picker_switches_between_sources(tmp_path: Path) -> None:
     result = run_scenario("streams", tmp_path, str(tmp_path / "small.mp4"))
     _check_plays(result)
     assert result["first_width"] == 640 and result["picker_visible"]
-    assert result["videoWidth"] == 320 and result["stats"]["server"]["streams"] == ["wide", "small"]
+    assert result["videoWidth"] == 320 and result["stats"]["server"]["streams"] == ["wide", "small", "door"]
+    # the unreachable camera is listed as retrying, its URL without the password, and the others play
+    assert "door: retrying (rtsp://user:***@127.0.0.1:1/cam)" in result["states_text"], result["states_text"]
+    assert "wide: running" in result["states_text"] and "small: running" in result["states_text"]
+    assert "s3cret" not in result["page_html"] and "s3cret" not in json.dumps(result["stats"])
     shutil.copy(tmp_path / "page.png", _artifact("serve-streams.png"))
     truth = list(demo.render(spec))
     checked = 0
@@ -208,7 +212,8 @@ def _write_camera_clip(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 def _start_server(
-    source: str | None, token: str | None, sources: tuple[str, ...] = (), names: tuple[str, ...] = ()
+    source: str | None, token: str | None, sources: tuple[str, ...] = (), names: tuple[str, ...] = (),
+    overrides: dict[str, Any] | None = None,
 ) -> tuple[str, Any]:
     """``fawn serve`` in a background thread (event loop of its own); returns (URL, stop function)."""
     import asyncio
@@ -226,7 +231,7 @@ def _start_server(
         asyncio.set_event_loop(loop)
         try:
             options = ServeOptions(source=source, sources=sources, names=names, port=0, token=token)
-            loop.run_until_complete(run_server(load_config("webrtc"), options, stop, urls.put))
+            loop.run_until_complete(run_server(load_config("webrtc", overrides), options, stop, urls.put))
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             urls.put(exc)
 
@@ -297,10 +302,13 @@ def _drive(scenario: str, out: Path, camera_file: str | None) -> dict[str, Any]:
 
 
 def _drive_streams(flags: list[str], out: Path, small_clip: str) -> dict[str, Any]:
-    """Two sources on one server: the page starts on the first, the picker switches to the second."""
+    """Two sources on one server (and a camera that cannot be reached): the page starts on the first,
+    the picker switches to the second, the camera is listed as retrying."""
     from playwright.sync_api import sync_playwright
 
-    url, shutdown = _start_server(None, None, sources=("demo", small_clip), names=("wide", "small"))
+    fast_retry = {"io.reconnect_attempts": 0, "io.reconnect_max_backoff": 0.2}
+    url, shutdown = _start_server(None, None, sources=("demo", small_clip, "rtsp://user:s3cret@127.0.0.1:1/cam"),
+                                  names=("wide", "small", "door"), overrides=fast_retry)
     result: dict[str, Any] = {"url": url}
     try:
         with sync_playwright() as pw:
@@ -315,6 +323,10 @@ def _drive_streams(flags: list[str], out: Path, small_clip: str) -> dict[str, An
                 page.wait_for_function("() => document.getElementById('video').videoWidth === 320", timeout=30_000)
                 _play(page, result)
                 _grab_and_record(page, out, result)
+                page.wait_for_function("() => document.getElementById('stream-states').textContent.includes('door: retrying')",
+                                       timeout=20_000)  # fmt: skip
+                result["states_text"] = page.inner_text("#stream-states")
+                result["page_html"] = page.content()
             finally:
                 browser.close()
     finally:
