@@ -116,7 +116,7 @@ def tool_command(tool: str, source: str, output: str, deface: str | None) -> lis
 
 
 def preset_file(preset: str, workdir: Path) -> str:
-    """``NAME`` as is, or ``NAME:key=value+key=value`` (detector keys) written as a YAML file in ``workdir``."""
+    """``NAME`` as is, or ``NAME:key=value+section.key=value`` (bare keys: detector) as a YAML file in ``workdir``."""
     if ":" not in preset:
         return preset
     import yaml
@@ -127,7 +127,8 @@ def preset_file(preset: str, workdir: Path) -> str:
     data = yaml.safe_load((presets_dir() / f"{name}.yaml").read_text())
     for pair in pairs.split("+"):
         key, _, value = pair.partition("=")
-        data.setdefault("detector", {})[key.strip()] = yaml.safe_load(value)
+        section, _, name = key.strip().rpartition(".")
+        data.setdefault(section or "detector", {})[name] = yaml.safe_load(value)
     path = workdir / (preset.replace(":", "_").replace("+", "_").replace("=", "-") + ".yaml")
     path.write_text(yaml.safe_dump(data))
     return str(path)

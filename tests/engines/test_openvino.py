@@ -1,6 +1,7 @@
 """The OpenVINO engine against onnxruntime on real faces (fawn[openvino])."""
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,3 +44,19 @@ def test_missing_openvino_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setitem(sys.modules, "openvino", None)
     with pytest.raises(EngineError, match=r"install fawn\[openvino\]"):
         engines.create("openvino", engines.builtin_model("centerface"))
+
+
+def test_doctor_lists_openvino_devices_and_the_default_detector() -> None:
+    from streamer.doctor import format_report, report
+
+    data = report()
+    assert data["openvino_devices"]["CPU"].startswith("ok (OpenVINO:CPU")
+    assert data["default_detector"].startswith("centerface_int8.onnx on openvino")
+    assert "openvino_devices:" in format_report(data)
+
+
+def test_compiled_model_is_cached_where_asked(tmp_path: Path) -> None:
+    from engines.openvino_engine import OpenVinoEngine
+
+    OpenVinoEngine(engines.builtin_model("centerface-int8"), threads=1, cache_dir=tmp_path / "ov")
+    assert any((tmp_path / "ov").iterdir())
