@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# the CPU build of torch first (it lies on this disk); a bare requirement would pull CUDA
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,webrtc,diffusion,ray]"
+	$(BIN)/pip install -q -e ".[dev,webrtc,diffusion,ray,openvino]"
 	# insightface's wheel carries real group photos (t1.jpg) the tests use; --no-deps keeps
 	# its opencv-python (GUI build) from landing next to opencv-python-headless
 	$(BIN)/pip install -q --no-deps insightface==2.1

@@ -21,10 +21,12 @@ _BACKENDS: dict[str, str] = {
     "onnxruntime": "engines.ort:OnnxRuntimeEngine",
     "tensorrt": "engines.trt:TensorRTEngine",
     "torch": "engines.torch_engine:TorchEngine",
+    "openvino": "engines.openvino_engine:OpenVinoEngine",
 }
 
 BUILTIN_MODELS = {
     "centerface": "centerface.onnx",
+    "centerface-int8": "centerface_int8.onnx",  # scripts/quantize_centerface.py
     "dlib-resnet": "dlib_resnet_v1.onnx",
 }
 

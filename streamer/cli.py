@@ -65,6 +65,13 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--deface", default=None, help="deface executable (default: .venv-deface/bin/deface)")
     p.add_argument("--json", help="write the results to this JSON file")
     p.add_argument("--plot", help="write a bar chart PNG of the results")
+    p.add_argument("--stress", action="store_true",
+                   help="stress clips (small, tilted, noisy, edge-cut, blurred, dark faces) at --sizes: "
+                   "fawn default and cctv vs deface, whole processes, interleaved")
+    p.add_argument("--sizes", default="640x480,1280x720,1920x1080", help="with --stress: clip sizes")
+    p.add_argument("--frames", type=int, default=40, help="with --stress: frames per segment")
+    p.add_argument("--presets", default="default,cctv",
+                   help="with --stress: fawn presets, NAME or NAME:detector_key=value+key=value (e.g. default:precision=fp32)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -206,6 +213,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.stress:
+        from streamer.bench_stress import StressOptions, format_table, iter_sizes, run_stress
+
+        stress = StressOptions(tuple(iter_sizes(args.sizes)), args.frames, None if args.no_deface else (args.deface or ""),
+                               presets=tuple(args.presets.split(",")),
+                               json_path=args.json, plot_path=args.plot)
+        report = run_stress(stress)
+        sys.stdout.write(f"Machine: {report['machine']}\n\n{format_table(report)}")
+        return 0
     from streamer.bench import BenchOptions, run_bench_at
 
     opts = BenchOptions(

@@ -22,6 +22,9 @@ from streamer.errors import ConfigError
 DETECTORS = ("centerface",)
 ENGINES = ("onnxruntime", "tensorrt", "torch")
 DEVICES = ("cpu", "cuda", "tensorrt")
+DETECTOR_ENGINES = ("auto", "onnxruntime", "openvino", "tensorrt", "torch")
+DETECTOR_PRECISIONS = ("auto", "int8", "fp32")
+PAD_MODES = ("constant", "reflect")
 METHODS = ("blur", "pixelate", "solid", "ksame", "diffusion")
 MODES = ("exempt", "target", "all")
 SHAPES = ("ellipse", "box")
@@ -42,15 +45,31 @@ class DetectorConfig:
     Several streams in one process share one detector: requests from different
     streams that arrive within ``batch_wait_ms`` of each other run as one batch of
     at most ``max_batch`` frames (null: 1 on ``cpu``, where a batch gains little per
-    frame and adds latency (docs/benchmarks.md §6), 8 on ``cuda``/``tensorrt``)."""
+    frame and adds latency (docs/benchmarks.md §6), 8 on ``cuda``/``tensorrt``).
+
+    ``engine`` ``auto``: OpenVINO on ``cpu`` when ``fawn[openvino]`` is installed
+    (fastest here, docs/benchmarks.md §8), else onnxruntime. ``precision`` ``auto``:
+    the int8 CenterFace on ``cpu`` (no face-frame lost against fp32 on the stress
+    bench), fp32 on a GPU; ignored when ``model`` names a file. ``max_side``: frames
+    whose long side is larger are shrunk to it before detection (1920: 1080p runs at
+    native resolution; raise it for 4K, at ~4x the detector time). ``edge_pad``:
+    the frame is padded on every side by this fraction of its short side
+    (``pad_mode`` ``constant`` black, or ``reflect``) so a face cut by the frame edge
+    is still whole enough to detect; 0 turns it off. ``edge_threshold``: the score a
+    detection whose box runs past the frame edge needs (such faces score lower);
+    null: ``threshold``."""
 
     backend: str = _choice("centerface", DETECTORS)
     model: str | None = None
-    engine: str = _choice("onnxruntime", ENGINES)
+    engine: str = _choice("auto", DETECTOR_ENGINES)
     device: str = _choice("cpu", DEVICES)
+    precision: str = _choice("auto", DETECTOR_PRECISIONS)
     threshold: float = 0.25
     nms_iou: float = 0.3
-    max_side: int = 960
+    max_side: int = 1920
+    edge_pad: float = 0.1
+    pad_mode: str = _choice("constant", PAD_MODES)
+    edge_threshold: float | None = 0.1
     every_n: int = 1
     adaptive: bool = True
     threads: int = 0
@@ -66,6 +85,9 @@ class DetectorConfig:
         _require(0.0 <= self.batch_wait_ms <= 1000.0, "detector.batch_wait_ms", "must be in [0, 1000]")
         _require(0.0 < self.nms_iou <= 1.0, "detector.nms_iou", "must be in (0, 1]")
         _require(self.max_side >= 64, "detector.max_side", "must be >= 64")
+        _require(self.edge_threshold is None or 0.0 < self.edge_threshold < 1.0, "detector.edge_threshold",
+                 "must be in (0, 1) or null (same as threshold)")
+        _require(0.0 <= self.edge_pad <= 0.5, "detector.edge_pad", "must be in [0, 0.5] (fraction of the short side)")
         _require(self.every_n >= 1, "detector.every_n", "must be >= 1")
         _require(self.threads >= 0, "detector.threads", "must be >= 0 (0 = all cores)")
 

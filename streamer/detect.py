@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -10,7 +12,13 @@ import cv2
 import numpy as np
 
 import engines
-from streamer.config import DETECTORS, DetectorConfig
+from streamer.config import (
+    DETECTOR_ENGINES,
+    DETECTOR_PRECISIONS,
+    DETECTORS,
+    PAD_MODES,
+    DetectorConfig,
+)
 from streamer.errors import ConfigError, ModelError
 from streamer.types import FaceDetections, FloatArray, Image
 
@@ -25,6 +33,15 @@ class BatchDetector(Detector, Protocol):
     """A detector that can also take several frames in one call (one result per frame)."""
 
     def detect_batch(self, images: list[Image]) -> list[FaceDetections]: ...
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A network input and how to map its pixels back: ``frame = (blob - pad) / scale``."""
+
+    blob: np.ndarray
+    scale: float
+    pad: int
 
 
 class CenterFaceDetector:
@@ -44,9 +61,14 @@ class CenterFaceDetector:
         device: str = "cpu",
         threshold: float = 0.25,
         nms_iou: float = 0.3,
-        max_side: int = 960,
+        max_side: int = 1920,
         threads: int = 0,
+        edge_pad: float = 0.0,
+        pad_mode: str = "reflect",
+        edge_threshold: float | None = None,
     ) -> None:
+        if pad_mode not in PAD_MODES:
+            raise ConfigError(f"detector.pad_mode: '{pad_mode}' is not valid (choices: {', '.join(PAD_MODES)})")
         path = Path(model) if model else engines.builtin_model("centerface")
         self.engine = engines.create(engine, path, device=device, threads=threads)
         if len(self.engine.outputs) != 4 or len(self.engine.inputs) != 1:
@@ -56,6 +78,10 @@ class CenterFaceDetector:
         self.threshold = threshold
         self.nms_iou = nms_iou
         self.max_side = max_side
+        self.edge_pad = edge_pad
+        self.pad_mode = pad_mode
+        self.edge_threshold = threshold if edge_threshold is None else min(edge_threshold, threshold)
+        self.model_path = path
 
     def detect(self, image: Image) -> FaceDetections:
         return self.detect_batch([image])[0]
@@ -64,44 +90,58 @@ class CenterFaceDetector:
         """Detect faces in several frames; frames whose input blobs have one shape share a run."""
         prepared = [self._preprocess(image) for image in images]
         groups: dict[tuple[int, ...], list[int]] = {}
-        for i, (blob, _scale) in enumerate(prepared):
-            groups.setdefault(blob.shape, []).append(i)
+        for i, p in enumerate(prepared):
+            groups.setdefault(p.blob.shape, []).append(i)
         results: dict[int, FaceDetections] = {}
         for shape, members in groups.items():
-            batch = np.concatenate([prepared[i][0] for i in members]) if len(members) > 1 else prepared[members[0]][0]
+            batch = np.concatenate([prepared[i].blob for i in members]) if len(members) > 1 else prepared[members[0]].blob
             out = self.engine.run({self._input: batch})
             for row, i in enumerate(members):
                 heads = [out[name][row] for name in self._outputs]
-                results[i] = self._postprocess(heads, shape[2:], prepared[i][1], images[i].shape)
+                results[i] = self._postprocess(heads, shape[2:], prepared[i], images[i].shape)
         return [results[i] for i in range(len(images))]
 
     def _postprocess(
-        self, heads: list[np.ndarray], hw: tuple[int, ...], scale: float, shape: tuple[int, ...]
+        self, heads: list[np.ndarray], hw: tuple[int, ...], prepared: Prepared, shape: tuple[int, ...]
     ) -> FaceDetections:
         heat, size, offset, lms = heads
         boxes, scores, landmarks = self._decode(heat[0], size, offset, lms, hw)
         keep = nms(boxes, scores, self.nms_iou)
         h, w = shape[:2]
-        boxes = boxes[keep] / scale
+        raw = (boxes[keep] - prepared.pad) / prepared.scale
+        boxes = raw.copy()
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
-        return FaceDetections(boxes, scores[keep], landmarks[keep] / scale)
+        scores = scores[keep]
+        # a box wholly inside the padding (a reflection of a face near the edge) is no face of the frame
+        inside = ((boxes[:, 2] - boxes[:, 0]) >= 2) & ((boxes[:, 3] - boxes[:, 1]) >= 2)
+        # a face cut by the frame edge scores lower: it passes with edge_threshold
+        cut = (raw[:, 0] < 0) | (raw[:, 1] < 0) | (raw[:, 2] > w) | (raw[:, 3] > h)
+        ok = inside & ((scores >= self.threshold) | (cut & (scores >= self.edge_threshold)))
+        landmarks = (landmarks[keep] - prepared.pad) / prepared.scale
+        return FaceDetections(boxes[ok], scores[ok], landmarks[ok])
 
-    def _preprocess(self, image: Image) -> tuple[np.ndarray, float]:
+    def _preprocess(self, image: Image) -> Prepared:
         h, w = image.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
         rw, rh = max(32, round(w * scale)), max(32, round(h * scale))
         resized = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA) if scale != 1.0 else image
-        pw, ph = -(-rw // 32) * 32, -(-rh // 32) * 32
+        pad = round(self.edge_pad * min(rw, rh))
+        if pad and self.pad_mode == "reflect":
+            resized = cv2.copyMakeBorder(resized, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+            x0 = 0
+        else:
+            x0 = pad  # constant: the zeros of the blob are the border
+        pw, ph = -(-(rw + 2 * pad) // 32) * 32, -(-(rh + 2 * pad) // 32) * 32
         blob = np.zeros((1, 3, ph, pw), np.float32)
         # BGR -> RGB planes without an intermediate copy of the whole image
-        blob[0, :, :rh, :rw] = resized.transpose(2, 0, 1)[::-1]
-        return blob, rw / w
+        blob[0, :, x0 : x0 + resized.shape[0], x0 : x0 + resized.shape[1]] = resized.transpose(2, 0, 1)[::-1]
+        return Prepared(blob, rw / w, pad)
 
     def _decode(
         self, heat: np.ndarray, size: np.ndarray, offset: np.ndarray, lms: np.ndarray, hw: tuple[int, ...]
     ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        ys, xs = np.nonzero(heat > self.threshold)
+        ys, xs = np.nonzero(heat > self.edge_threshold)
         s = self.STRIDE
         bh = np.exp(size[0, ys, xs]) * s
         bw = np.exp(size[1, ys, xs]) * s
@@ -142,8 +182,27 @@ def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
     return (inter / np.maximum(union, 1e-6)).astype(np.float32)
 
 
+def resolve_engine(cfg: DetectorConfig) -> tuple[str, Path | None]:
+    """The engine and model file ``cfg`` means once ``auto`` is decided (see :class:`DetectorConfig`)."""
+    if cfg.engine not in DETECTOR_ENGINES:
+        raise ConfigError(f"detector.engine: '{cfg.engine}' is not valid (choices: {', '.join(DETECTOR_ENGINES)})")
+    if cfg.precision not in DETECTOR_PRECISIONS:
+        raise ConfigError(f"detector.precision: '{cfg.precision}' is not valid (choices: {', '.join(DETECTOR_PRECISIONS)})")
+    engine = cfg.engine
+    if engine == "auto":
+        engine = "openvino" if cfg.device == "cpu" and importlib.util.find_spec("openvino") else "onnxruntime"
+    if cfg.model:
+        return engine, Path(cfg.model)
+    precision = cfg.precision if cfg.precision != "auto" else ("int8" if cfg.device == "cpu" else "fp32")
+    return engine, engines.builtin_model("centerface-int8" if precision == "int8" else "centerface")
+
+
 def create_detector(cfg: DetectorConfig) -> BatchDetector:
     """Factory: the detector named by ``cfg.backend``."""
     if cfg.backend == "centerface":
-        return CenterFaceDetector(cfg.model, cfg.engine, cfg.device, cfg.threshold, cfg.nms_iou, cfg.max_side, cfg.threads)
+        engine, model = resolve_engine(cfg)
+        detector = CenterFaceDetector(model, engine, cfg.device, cfg.threshold, cfg.nms_iou, cfg.max_side, cfg.threads,
+                                      cfg.edge_pad, cfg.pad_mode, cfg.edge_threshold)
+        log.info("detector: CenterFace %s on %s (%s)", detector.model_path.name, engine, ", ".join(detector.engine.providers))
+        return detector
     raise ConfigError(f"detector.backend: '{cfg.backend}' is not valid (choices: {', '.join(DETECTORS)})")

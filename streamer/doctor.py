@@ -13,8 +13,10 @@ import engines
 
 log = logging.getLogger(__name__)
 
-PACKAGES = ("fawn", "numpy", "av", "onnxruntime", "onnxruntime-gpu", "opencv-python-headless", "opencv-python", "scipy")
-EXTRAS = {"aiortc": "webrtc", "torch": "diffusion", "diffusers": "diffusion", "tensorrt": "tensorrt"}
+PACKAGES = ("fawn", "numpy", "av", "onnxruntime", "onnxruntime-gpu", "openvino", "opencv-python-headless",
+            "opencv-python", "scipy")
+EXTRAS = {"aiortc": "webrtc", "torch": "diffusion", "diffusers": "diffusion", "tensorrt": "tensorrt",
+          "openvino": "openvino"}
 CODECS: dict[str, Literal["r", "w"]] = {"libx264": "w", "h264": "r", "aac": "r", "hevc": "r", "vp8": "r", "mpeg4": "r"}
 PROVIDER_FOR_DEVICE = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
@@ -45,6 +47,37 @@ def _providers() -> dict[str, str]:
         except Exception as exc:  # report, don't fail: this is a diagnostic
             result[device] = f"unusable: {str(exc).splitlines()[0][:160]}"
     return result
+
+
+def _openvino() -> dict[str, str]:
+    """OpenVINO's devices, each checked by compiling the int8 CenterFace on it."""
+    from engines.openvino_engine import DEVICES, OpenVinoEngine, devices
+
+    found = devices()
+    if not found:
+        return {"openvino": "not installed (fawn[openvino])"}
+    result: dict[str, str] = {}
+    by_name = {v: k for k, v in DEVICES.items()}
+    for name in found:
+        device = by_name.get(name.split(".")[0])
+        if device is None:
+            result[name] = "present (no fawn device name)"
+            continue
+        try:
+            engine = OpenVinoEngine(engines.builtin_model("centerface-int8"), device=device, threads=1)
+            result[name] = f"ok ({engine.providers[0]}, detector.device: {device})"
+        except Exception as exc:  # report, don't fail: this is a diagnostic
+            result[name] = f"unusable: {str(exc).splitlines()[0][:160]}"
+    return result
+
+
+def _default_detector() -> str:
+    from streamer.config import DetectorConfig
+    from streamer.detect import resolve_engine
+
+    cfg = DetectorConfig()
+    engine, model = resolve_engine(cfg)
+    return f"{model.name if model else '?'} on {engine} ({cfg.device}), max_side {cfg.max_side}"
 
 
 def _codecs() -> dict[str, str]:
@@ -80,6 +113,8 @@ def report() -> dict[str, Any]:
                    for mod, extra in EXTRAS.items()},
         "engines": engines.available(),
         "execution_providers": _providers(),
+        "openvino_devices": _openvino(),
+        "default_detector": _default_detector(),
         "codecs": _codecs(),
         "models": _models(),
     }
@@ -92,12 +127,13 @@ def report() -> dict[str, Any]:
 
 def format_report(data: dict[str, Any]) -> str:
     lines = [f"fawn doctor: {'OK' if data['ok'] else 'PROBLEMS FOUND'}", f"python {data['python']} on {data['platform']}"]
-    for section in ("packages", "extras", "execution_providers", "codecs"):
+    for section in ("packages", "extras", "execution_providers", "openvino_devices", "codecs"):
         lines.append(f"{section}:")
         lines += [f"  {k}: {v if v is not None else '-'}" for k, v in data[section].items()]
     lines.append("models:")
     for name, info in data["models"].items():
         lines.append(f"  {name}: {info.get('path', info.get('error'))}")
     lines.append(f"engines: {', '.join(data['engines'])}")
+    lines.append(f"default detector: {data['default_detector']}")
     lines += [f"warning: {w}" for w in data.get("warnings", [])]
     return "\n".join(lines) + "\n"

@@ -8,7 +8,7 @@ from streamer.errors import EngineError, ModelError
 
 
 def test_unknown_engine_lists_valid_kinds() -> None:
-    with pytest.raises(EngineError, match="unknown engine 'tensorflow' \\(valid: onnxruntime, tensorrt, torch\\)"):
+    with pytest.raises(EngineError, match="unknown engine 'tensorflow' \\(valid: onnxruntime, openvino, tensorrt, torch\\)"):
         engines.create("tensorflow", "x.onnx")
 
 
@@ -18,7 +18,7 @@ def test_builtin_models_ship_with_the_package() -> None:
 
 
 def test_unknown_builtin_model() -> None:
-    with pytest.raises(ModelError, match="built-in: centerface, dlib-resnet"):
+    with pytest.raises(ModelError, match="built-in: centerface, centerface-int8, dlib-resnet"):
         engines.builtin_model("yolo")
 
 

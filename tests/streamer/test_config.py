@@ -64,4 +64,4 @@ def test_overrides_apply() -> None:
     cfg = load_config("cctv", {"anonymizer.method": "pixelate", "detector.every_n": 3})
     assert cfg.anonymizer.method == "pixelate"
     assert cfg.detector.every_n == 3
-    assert cfg.detector.max_side == 960
+    assert cfg.detector.max_side == 1920

@@ -1,0 +1,62 @@
+"""The OpenVINO engine against onnxruntime on real faces (fawn[openvino])."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import engines
+from streamer.demo import default_photos
+from streamer.errors import EngineError
+
+pytest.importorskip("openvino")
+
+
+def _blob() -> np.ndarray:
+    """A real photo (grace_hopper, 512x600 -> 480x608) as CenterFace input."""
+    image = default_photos()[1].image[:480, :608]
+    return np.ascontiguousarray(image.transpose(2, 0, 1)[::-1][None], np.float32)
+
+
+@pytest.mark.parametrize("model", ["centerface", "centerface-int8"])
+def test_openvino_matches_onnxruntime_on_a_real_face(model: str) -> None:
+    path = engines.builtin_model(model)
+    ov = engines.create("openvino", path, threads=1)
+    ort = engines.create("onnxruntime", path, threads=1)
+    blob = _blob()
+    a, b = ov.run({ov.inputs[0].name: blob}), ort.run({ort.inputs[0].name: blob})
+    heat_ov, heat_ort = a[ov.outputs[0].name], b[ort.outputs[0].name]
+    assert heat_ort.max() > 0.7  # the face is there
+    tolerance = 1e-3 if model == "centerface" else 0.05  # int8 kernels round differently
+    assert np.abs(heat_ov - heat_ort).max() < tolerance
+    peak_ov, peak_ort = np.unravel_index(heat_ov.argmax(), heat_ov.shape), np.unravel_index(heat_ort.argmax(), heat_ort.shape)
+    assert peak_ov == peak_ort
+    assert ov.providers == ["OpenVINO:CPU"]
+
+
+def test_openvino_rejects_an_unknown_device() -> None:
+    with pytest.raises(EngineError, match="unknown device 'cuda' for openvino \\(valid: cpu, gpu, npu, auto\\)"):
+        engines.create("openvino", engines.builtin_model("centerface"), device="cuda")
+
+
+def test_missing_openvino_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(EngineError, match=r"install fawn\[openvino\]"):
+        engines.create("openvino", engines.builtin_model("centerface"))
+
+
+def test_doctor_lists_openvino_devices_and_the_default_detector() -> None:
+    from streamer.doctor import format_report, report
+
+    data = report()
+    assert data["openvino_devices"]["CPU"].startswith("ok (OpenVINO:CPU")
+    assert data["default_detector"].startswith("centerface_int8.onnx on openvino")
+    assert "openvino_devices:" in format_report(data)
+
+
+def test_compiled_model_is_cached_where_asked(tmp_path: Path) -> None:
+    from engines.openvino_engine import OpenVinoEngine
+
+    OpenVinoEngine(engines.builtin_model("centerface-int8"), threads=1, cache_dir=tmp_path / "ov")
+    assert any((tmp_path / "ov").iterdir())
