@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model",)
 TRANSFORMERS_WEIGHTS = ("model", "pytorch_model")
+PROJECTION = "visual_projection.weight"
 
 
 @dataclass
@@ -81,11 +82,22 @@ def load_image_encoder(folder: Path) -> Any:
     top = read_json(folder / "config.json")
     if "vision_config" in top and top.get("projection_dim"):
         config.projection_dim = int(top["projection_dim"])
-    # unexpected tensors are expected here: a full CLIPModel's text half
-    return _pretrained(transformers.CLIPVisionModelWithProjection, folder, TRANSFORMERS_WEIGHTS, True, config=config)
+    # unexpected tensors are expected here (a full CLIPModel's text half); a vision-only CLIPVisionModel save (what
+    # the authors load) has no projection, which is fine when the pooled output feeds the UNet (modules checks it)
+    model = _pretrained(
+        transformers.CLIPVisionModelWithProjection, folder, TRANSFORMERS_WEIGHTS, True, (PROJECTION,), config=config
+    )
+    return model
 
 
-def _pretrained(cls: Any, folder: Path, stems: tuple[str, ...], allow_unexpected: bool = False, **kwargs: Any) -> Any:
+def has_projection(encoder: Any) -> bool:
+    return bool(getattr(encoder, "fawn_has_projection", True))
+
+
+def _pretrained(
+    cls: Any, folder: Path, stems: tuple[str, ...], allow_unexpected: bool = False, optional: tuple[str, ...] = (),
+    **kwargs: Any,
+) -> Any:
     files = weight_files(folder, stems)  # a clear error before the library's own
     variant = "fp16" if ".fp16." in files[0].name else None
     try:
@@ -96,6 +108,9 @@ def _pretrained(cls: Any, folder: Path, stems: tuple[str, ...], allow_unexpected
         raise ModelError(f"{folder}: {cls.__name__} cannot load it: {_first_line(exc)}") from exc
     # from_pretrained leaves missing tensors randomly initialized and only logs them: refuse instead
     missing = sorted(k for k in loading.get("missing_keys", ()) if not k.endswith("position_ids"))
+    if any(k in optional for k in missing):
+        model.fawn_has_projection = False
+        missing = [k for k in missing if k not in optional]
     mismatched = [str(m[0]) if isinstance(m, (tuple, list)) else str(m) for m in loading.get("mismatched_keys") or []]
     unexpected = [] if allow_unexpected else sorted(loading.get("unexpected_keys") or [])
     problems = [(n, w) for n, w in ((missing, "missing"), (mismatched, "mis-shaped"), (unexpected, "unexpected")) if n]

@@ -15,7 +15,7 @@ from torch import nn
 from export.spec import DIFFUSION_COMPONENTS
 from streamer.anonymize.diffusion import attention
 from streamer.anonymize.diffusion.info import ModelInfo, routed_source
-from streamer.anonymize.diffusion.loader import FaceAnonModel
+from streamer.anonymize.diffusion.loader import FaceAnonModel, has_projection
 from streamer.errors import ModelError
 
 
@@ -27,6 +27,8 @@ class ImageEncoderIO(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.pooled = info.clip_output == "pooler_output"
+        if not self.pooled and not has_projection(encoder):
+            raise ModelError(f"{info.folder('image_encoder')}: the UNet needs CLIP's projection but the checkpoint has none")
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if self.pooled:
