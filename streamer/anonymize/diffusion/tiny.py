@@ -5,8 +5,12 @@
 cross-attention width = the CLIP projection), ``vae/`` (AutoencoderKL, scale 4),
 ``image_encoder/`` (CLIPVisionModelWithProjection) and ``scheduler/`` (DDPM,
 v-prediction, like SD2.1). Native resolution: 16 latent x 4 = 64 px. It is
-loaded back through the same strict loader as a real folder. Its faces are
+loaded back through the same ``from_pretrained`` loader as a real folder. Its faces are
 noise-like patterns: it has the real model's structure, not its skill.
+
+``write_tiny_sd21_download(root)`` writes the three folders a user downloads
+(face_anon_simple's UNets, SD2.1's vae/ and scheduler/, a full CLIPModel with its
+preprocessor config) with SD2.1-768's UNet topology at tiny widths.
 """
 
 from __future__ import annotations

@@ -109,9 +109,13 @@ def _clip_spec() -> demo.ClipSpec:
     return demo.ClipSpec(320, 240, fps=10, seconds=1.0, actors=(demo.Actor(ast, size=80, start=(0.5, 0.5), velocity=(0.01, 0.0)),))
 
 
-def test_fawn_run_with_the_three_downloaded_folders(tiny_download: Any, tmp_path: Path) -> None:
+def test_fawn_run_with_the_three_downloaded_folders(tiny_download: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import re
+
     import av
 
+    caplog.set_level(logging.INFO, logger="streamer.anonymize.diffusion")
     spec = _clip_spec()
     clip, out, stats = tmp_path / "clip.mp4", tmp_path / "out.mp4", tmp_path / "stats.json"
     truths = demo.write_clip(spec, clip)
@@ -135,3 +139,8 @@ def test_fawn_run_with_the_three_downloaded_folders(tiny_download: Any, tmp_path
             assert np.abs(output[y1:y2, x1:x2].astype(np.float32) - original[y1:y2, x1:x2]).mean() > 10.0
             checked += 1
     assert checked == 10
+    summary = next(r.getMessage() for r in caplog.records if "keyframes (" in r.getMessage())
+    found = re.search(r"(\d+) keyframes \((\d+) failed\).*faces: (\d+) synthetic", summary)
+    assert found is not None, summary
+    keyframes, failed, synthetic = (int(g) for g in found.groups())
+    assert keyframes >= 2 and failed == 0 and synthetic >= 8, summary  # real synthetic faces at 512 px, not just blur
