@@ -2,8 +2,8 @@
 
 Two ways to make one:
 
-* ``engines.create("torch", MODEL_DIR, component="unet")`` loads a
-  face_anon_simple-style model folder strictly and wraps the named network in
+* ``engines.create("torch", MODEL_DIR, component="unet", base=SD21_DIR, image_encoder=CLIP_DIR)`` loads
+  the model (``from_pretrained``; one folder when ``base``/``image_encoder`` are left out) and wraps the named network in
   the same I/O module the ONNX export traces (``export.spec`` names its tensors);
 * ``TorchEngine(path, module=m, spec=s)`` wraps a module already built
   (the diffusion anonymizer loads the folder once and shares it).
@@ -45,6 +45,8 @@ class TorchEngine:
         resolution: int | None = None,
         max_batch: int = 4,
         threads: int = 0,
+        base: str | Path | None = None,
+        image_encoder: str | Path | None = None,
     ) -> None:
         torch = _torch()
         self._torch = torch
@@ -57,7 +59,7 @@ class TorchEngine:
         self.device = torch.device(device)
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         if module is None:
-            module, spec = _load_component(Path(path), component, precision, resolution, max_batch)
+            module, spec = _load_component(Path(path), component, precision, resolution, max_batch, base, image_encoder)
         if spec is None:
             raise EngineError("TorchEngine needs the module's I/O description (spec=)")
         self.module = module.to(self.device).eval()
@@ -84,15 +86,21 @@ class TorchEngine:
         return {k: v.float().cpu().numpy() if v.dtype == self._torch.bfloat16 else v.cpu().numpy() for k, v in out.items()}
 
 
-def _load_component(path: Path, component: str | None, precision: str, resolution: int | None, max_batch: int) -> tuple[Any, Any]:
+def _load_component(
+    path: Path, component: str | None, precision: str, resolution: int | None, max_batch: int,
+    base: str | Path | None = None, image_encoder: str | Path | None = None,
+) -> tuple[Any, Any]:
+    """One network of the model at ``path`` (the face_anon_simple folder; ``base``/``image_encoder``: the SD2.1 and
+    CLIP folders when they are not inside it)."""
     from export.spec import DIFFUSION_COMPONENTS, diffusion_specs
+    from streamer.anonymize.diffusion.info import read_info
     from streamer.anonymize.diffusion.loader import load_model
     from streamer.anonymize.diffusion.modules import build_modules
 
     if component not in DIFFUSION_COMPONENTS:
         raise ModelError(f"torch engine: component '{component}' is not valid (choices: {', '.join(DIFFUSION_COMPONENTS)})")
     torch = _torch()
-    model = load_model(path, dtype=torch.float16 if precision == "fp16" else torch.float32)
+    model = load_model(read_info(path, base, image_encoder), dtype=torch.float16 if precision == "fp16" else torch.float32)
     res = resolution or model.info.native_resolution
     spec = diffusion_specs(model.info, res, max_batch, precision)[component]
     return build_modules(model, res)[component], spec

@@ -24,7 +24,7 @@ from export.spec import (
     float_dtype,
     spec_from_onnx,
 )
-from streamer.anonymize.diffusion.info import read_info
+from streamer.anonymize.diffusion.info import ModelInfo, read_info
 from streamer.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -80,16 +80,16 @@ class _Step:
     parts: dict[str, Any] = field(default_factory=dict)
 
 
-def export_diffusion(model_dir: str | Path, opts: ExportOptions) -> dict[str, Artifact]:
+def export_diffusion(model_dir: str | Path | ModelInfo, opts: ExportOptions) -> dict[str, Artifact]:
     """ONNX (and TensorRT engines when ``opts.backend == 'tensorrt'``) for the networks of a model folder
-    (``opts.components``: all six by default)."""
-    info = read_info(model_dir)
+    (or of the folders a :class:`ModelInfo` was read from; ``opts.components``: all six by default)."""
+    info = model_dir if isinstance(model_dir, ModelInfo) else read_info(model_dir)
     resolution = opts.resolution or info.native_resolution
     specs = diffusion_specs(info, resolution, opts.max_batch, opts.precision)
     manifest = cache.Manifest(opts.out_dir)
-    prints = {folder: cache.fingerprint_folder(info.root / folder) for folder in set(SOURCE_FOLDER.values())}
+    prints = {folder: cache.fingerprint_folder(info.folder(folder)) for folder in set(SOURCE_FOLDER.values())}
     steps = [_onnx_step(name, specs[name], prints[SOURCE_FOLDER[name]], opts) for name in opts.components]
-    onnx = _run_onnx_steps(info.root, steps, manifest, opts, resolution)
+    onnx = _run_onnx_steps(info, steps, manifest, opts, resolution)
     if opts.backend == "onnx":
         return onnx
     return {name: _tensorrt(art, manifest, opts, opts.precision) for name, art in onnx.items()}
@@ -104,7 +104,7 @@ def _onnx_step(name: str, spec: ModelIO, fingerprint: str, opts: ExportOptions) 
 
 
 def _run_onnx_steps(
-    root: Path, steps: list[_Step], manifest: cache.Manifest, opts: ExportOptions, resolution: int
+    root: ModelInfo, steps: list[_Step], manifest: cache.Manifest, opts: ExportOptions, resolution: int
 ) -> dict[str, Artifact]:
     out: dict[str, Artifact] = {}
     modules: dict[str, Any] | None = None
@@ -120,7 +120,7 @@ def _run_onnx_steps(
     return out
 
 
-def _load_modules(root: Path, resolution: int, opts: ExportOptions) -> dict[str, Any]:
+def _load_modules(root: ModelInfo, resolution: int, opts: ExportOptions) -> dict[str, Any]:
     import torch
 
     from streamer.anonymize.diffusion.loader import load_model

@@ -23,13 +23,15 @@ log = logging.getLogger(__name__)
 def add_export_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("export", help="export models to ONNX and build TensorRT engines (cached)")
     p.add_argument("--out", required=True, metavar="ENGINE_DIR", help="engine folder (a cache: finished steps are skipped)")
-    p.add_argument("--model", metavar="DIR", help="face_anon_simple-style diffusion model folder")
+    p.add_argument("--model", metavar="DIR", help="face_anon_simple folder (unet/, referencenet/, conditioning_referencenet/)")
+    p.add_argument("--base", metavar="DIR", help="Stable Diffusion 2.1 folder (vae/, scheduler/) if not inside --model")
+    p.add_argument("--image-encoder", metavar="DIR", help="CLIP folder (openai/clip-vit-large-patch14) if not --model/image_encoder")
     p.add_argument("--detector", nargs="?", const="builtin", metavar="ONNX", help="also the detector (default: built-in CenterFace)")
     p.add_argument("--identity", nargs="?", const="builtin", metavar="ONNX", help="also the identity network (default: built-in dlib ResNet)")
     p.add_argument("--backend", choices=BACKENDS, default="onnx", help="onnx: ONNX files only; tensorrt: ONNX then engines")
     p.add_argument("--precision", choices=PRECISIONS, default="fp16", help="network precision (default fp16)")
     p.add_argument("--max-batch", type=int, default=4, help="faces per call the engines must serve (default 4)")
-    p.add_argument("--resolution", type=int, help="diffusion crop size (default: the model's native one)")
+    p.add_argument("--resolution", type=int, help="diffusion crop size (default 512, what the weights were trained at)")
     p.add_argument("--detector-max-side", type=int, default=640, help="largest detector input side for its engine profile")
     p.add_argument("--workspace-gb", type=float, help="TensorRT builder workspace limit")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="where torch runs the export (default: cuda if visible)")
@@ -45,7 +47,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     artifacts: list[Artifact] = []
     if args.model:
-        artifacts += export_diffusion(args.model, opts).values()
+        from streamer.anonymize.diffusion.info import read_info
+
+        artifacts += export_diffusion(read_info(args.model, args.base, args.image_encoder), opts).values()
     if args.detector:
         artifacts.append(_detector(args.detector, opts, args.detector_max_side))
     if args.identity:

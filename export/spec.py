@@ -119,7 +119,7 @@ def diffusion_specs(info: ModelInfo, resolution: int, max_faces: int, precision:
     f = float_dtype(precision)
     lat = info.latent_size(resolution)
     c, s, d = info.latent_channels, info.clip_size, info.cross_dim
-    layers = info.ref_layers(resolution)
+    layers = info.ref_sources(resolution)
     faces = (1, max(1, min(2, max_faces)), max_faces)
     rows = (1, 2 * faces[1], 2 * max_faces)
     latent = ("B", c, lat, lat)
@@ -145,7 +145,7 @@ def diffusion_specs(info: ModelInfo, resolution: int, max_faces: int, precision:
 
 
 def _refs(layers: list[RefLayer], dtype: str, copies: int) -> tuple[TensorIO, ...]:
-    """Reference-state tensors: one per ``attn1`` layer; the denoiser gets source and conditioning concatenated."""
+    """Reference-state tensors: one per routed source layer; the denoiser gets source and conditioning concatenated."""
     return tuple(TensorIO(ref_name(i), ("B", copies * layer.tokens, layer.channels), dtype) for i, layer in enumerate(layers))
 
 

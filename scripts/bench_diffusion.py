@@ -132,7 +132,7 @@ def real_model_flops() -> dict[str, float]:
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from streamer.anonymize.diffusion.info import reference_layout
+    from streamer.anonymize.diffusion.info import reference_layout, routed_source
     from streamer.anonymize.diffusion.modules import DenoiserIO, ReferenceNetIO
 
     def count(fn: Any, *inputs: Any) -> float:
@@ -147,7 +147,8 @@ def real_model_flops() -> dict[str, float]:
         refnet = ReferenceNetIO(UNet2DConditionModel(**SD21_UNET), names)
         vae = AutoencoderKL(**SD_VAE)
         clip = CLIPVisionModelWithProjection(CLIPVisionConfig(**CLIP_VIT_L14))
-        refs = [torch.empty(2, 2 * layer.tokens, layer.channels) for layer in layers]
+        sources = [layer for layer in layers if routed_source(layer.name) == layer.name]  # block-level routing
+        refs = [torch.empty(2, 2 * layer.tokens, layer.channels) for layer in sources]
         return {
             "denoiser step, CFG (2 rows)": count(denoiser, torch.empty(2, 4, 64, 64), torch.empty(2), torch.empty(2, 2, 1024), *refs),
             "conditioning ReferenceNet": count(refnet, torch.empty(1, 4, 64, 64), torch.empty(1, 2, 1024)),
@@ -164,6 +165,17 @@ def _plain_unet_flops(count: Any) -> float:
 
     unet = UNet2DConditionModel(**SD21_UNET)
     return float(count(lambda x, t, c: unet(x, t, encoder_hidden_states=c), torch.empty(1, 4, 64, 64), torch.empty(1), torch.empty(1, 2, 1024)))
+
+
+def reference_state_mb() -> tuple[float, float]:
+    """fp16 MB of one face's reference inputs to the denoiser (source + conditioning, both CFG rows):
+    one tensor per attn1 layer (same-name routing) vs one per routed source layer."""
+    from streamer.anonymize.diffusion.info import reference_layout, routed_source
+
+    layers = reference_layout(dict(SD21_UNET, mid_block_type="UNetMidBlock2DCrossAttn"), 64)
+    size = [2 * 2 * layer.tokens * layer.channels * 2 / 1e6 for layer in layers]
+    routed = [s for s, layer in zip(size, layers) if routed_source(layer.name) == layer.name]
+    return sum(size), sum(routed)
 
 
 def keyframe_tflop(flops: dict[str, float], steps: int) -> float:
@@ -205,7 +217,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="length of the real-face clip at 30 fps")
     parser.add_argument("--backends", default="torch,onnxruntime")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of torch/onnxruntime (1: stable on shared cores)")
+    parser.add_argument("--flops-only", action="store_true", help="only the real-model FLOP estimate (no CPU run)")
     args = parser.parse_args()
+    if args.flops_only:
+        before, after = reference_state_mb()
+        print(f"reference inputs per face (fp16, both CFG rows): {before:.1f} MB per-layer -> {after:.1f} MB routed\n")
+        print(estimate_tables(real_model_flops(), 0.73, args.steps, args.interval))
+        return
     logging.basicConfig(level=logging.WARNING)
     import torch
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from export.cli import add_export_parser
 from streamer.anonymize.diffusion import DIFFUSION_RUN_OPTIONS, add_diffusion_run_args
+from streamer.anonymize.diffusion.check import add_models_parser
 from streamer.cluster.cli import add_batch_parser
 from streamer.config import METHODS, MODES, PipelineConfig, load_config
 from streamer.enroll import IDENTITY_RUN_OPTIONS, add_enroll_parser, add_identity_run_args
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_run, _add_doctor, _add_bench, add_enroll_parser, add_serve_parser, add_export_parser,
-                add_eval_parser, add_sweep_parser, add_batch_parser):
+                add_eval_parser, add_sweep_parser, add_batch_parser, add_models_parser):
         add(sub)
     return parser
 

@@ -257,7 +257,7 @@ class KSameConfig:
         _require(0.0 <= self.feather <= 0.5, "ksame.feather", "must be in [0, 0.5]")
 
 
-DIFFUSION_SCHEDULERS = ("dpmsolver++", "ddim")
+DIFFUSION_SCHEDULERS = ("dpmsolver++", "ddim", "ddpm")
 DIFFUSION_DEVICES = ("auto", "cpu", "cuda")
 DIFFUSION_PRECISIONS = ("auto", "fp16", "fp32")
 
@@ -266,14 +266,17 @@ DIFFUSION_PRECISIONS = ("auto", "fp16", "fp32")
 class DiffusionConfig:
     """Diffusion anonymizer (``anonymizer.method: diffusion``): each hidden face becomes a synthetic one.
 
-    ``model``: a face_anon_simple-style folder (``unet/``, ``referencenet/``,
-    ``conditioning_referencenet/``, ``vae/``, ``image_encoder/``, ``scheduler/``).
+    ``model``: the face_anon_simple folder as downloaded (``unet/``, ``referencenet/``,
+    ``conditioning_referencenet/``); ``base_model``: the Stable Diffusion 2.1 folder
+    (its ``vae/``, ``scheduler/``); ``image_encoder``: the CLIP folder
+    (openai/clip-vit-large-patch14). Without the last two, ``model`` must hold
+    ``vae/``, ``scheduler/`` and ``image_encoder/`` itself (one-folder layout).
     ``backend``: torch, onnxruntime or tensorrt (the last two run engines that
     ``fawn export`` writes to ``engine_dir``, building them on first use);
     ``device``/``precision``: ``auto`` is cuda+fp16 when a GPU is visible, else cpu+fp32.
     ``anonymization_degree`` > 1 pushes away from the source identity;
     ``guidance_scale`` is classifier-free guidance; ``resolution``: crop side
-    (None: the model's native one). Real time: each track gets a keyframe at
+    (None: 512, what the weights were trained at; ``scheduler: ddpm`` is the authors' sampler). Real time: each track gets a keyframe at
     most every ``keyframe_interval`` frames (and only when its aligned face changed
     by more than ``change_threshold``); in between its last synthetic face is
     warped to the current landmarks. Up to ``max_batch`` faces share a batch.
@@ -283,6 +286,8 @@ class DiffusionConfig:
     """
 
     model: str | None = None
+    base_model: str | None = None
+    image_encoder: str | None = None
     backend: str = _choice("torch", ENGINES)
     device: str = _choice("auto", DIFFUSION_DEVICES)
     precision: str = _choice("auto", DIFFUSION_PRECISIONS)

@@ -30,7 +30,7 @@ def test_unet_spec_describes_guided_batch_and_reference_inputs(tiny_model_dir: P
     assert list(specs) == list(DIFFUSION_COMPONENTS)
     unet = specs["unet"]
     names = [t.name for t in unet.inputs]
-    assert names[:3] == ["sample", "timestep", "encoder_hidden_states"] and names[3:] == [f"ref_{i:02d}" for i in range(7)]
+    assert names[:3] == ["sample", "timestep", "encoder_hidden_states"] and names[3:] == [f"ref_{i:02d}" for i in range(5)]  # 7 attn1 layers read 5 routed states
     assert unet.ranges == {"B": (1, 4, 6)}  # rows = 2 x faces (conditional + unconditional)
     lo, opt, hi = unet.profile()["ref_00"]
     assert lo == (1, 512, 32) and opt == (4, 512, 32) and hi == (6, 512, 32)  # source + conditioning tokens

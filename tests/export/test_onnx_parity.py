@@ -66,3 +66,33 @@ def test_fp16_export_runs_close_to_torch(tiny_model_dir: Path, tmp_path: Path) -
     diff = float(np.abs(out - ref).max())
     print(f"parity vae_decoder fp16 max|onnx-torch32| {diff:.2e}")
     assert diff < 2e-2
+
+
+SD21_RES = 128
+
+
+@pytest.fixture(scope="module")
+def sd21_export(tiny_download: object, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    """The SD2.1-topology tiny model (three downloaded folders): torch modules and fp32 ONNX of the routed networks."""
+    from streamer.anonymize.diffusion.info import read_info
+
+    dl = tiny_download
+    info = read_info(dl.model, dl.base, dl.image_encoder)  # type: ignore[attr-defined]
+    parts = ("referencenet", "unet")
+    opts = ExportOptions(out_dir=tmp_path_factory.mktemp("sd21"), precision="fp32", max_batch=2, resolution=SD21_RES, components=parts)
+    return build_modules(load_model(info), SD21_RES), export_diffusion(info, opts)
+
+
+@pytest.mark.parametrize("component", ["referencenet", "unet"])
+def test_sd21_topology_onnx_matches_torch_with_block_routing(component: str, sd21_export: tuple[dict, dict]) -> None:
+    """SD2.1's 16 self-attention layers: the exported graphs carry the 7 routed reference states and match torch."""
+    modules, arts = sd21_export
+    art = arts[component]
+    refs = [t for t in (art.spec.outputs if component == "referencenet" else art.spec.inputs) if t.name.startswith("ref_")]
+    assert len(refs) == 7
+    assert all(layer["name"].split(".")[2:4] == ["attentions", "0"] or layer["name"].startswith("mid_block")
+               for layer in art.spec.meta["ref_layers"])
+    engine = engines.create("onnxruntime", art.path, device="cpu", threads=1)
+    diffs = [_max_diff(modules[component], engine, art.spec, which) for which in (0, 2)]
+    print(f"parity sd21 {component:<12} fp32 max|onnx-torch| {max(diffs):.2e}")
+    assert max(diffs) <= FP32_TOLERANCE

@@ -7,7 +7,7 @@ worker thread, the last synthetic face warped to the current landmarks in
 between, and blur whenever no synthetic face is ready. Heavy dependencies
 (torch, diffusers, transformers) load only when the method is used.
 
-Modules: ``info`` (model folder configs), ``loader`` (strict loading),
+Modules: ``info`` (model folder configs), ``loader`` (``from_pretrained`` of the downloaded folders), ``check`` (``fawn models check``),
 ``attention`` (reference-attention processors), ``modules`` (the networks'
 I/O modules for export and torch), ``sampler`` (batched synthesis),
 ``crop`` (alignment, paste-back, colour matching), ``worker`` (the thread),

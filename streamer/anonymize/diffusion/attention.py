@@ -3,7 +3,8 @@
 A ReferenceNet runs once per image (timestep 0) and hands the input of each of
 its self-attention layers (``attn1``, after the block's norm) to the denoiser.
 In the denoiser, each ``attn1`` attends over ``[x, reference]`` along the
-token axis. Only the queries of ``x`` are kept afterwards, so the queries are
+token axis, where the reference is the state of the first attention module of
+the same down/up block (face_anon_simple's routing, see ``info.routed_source``). Only the queries of ``x`` are kept afterwards, so the queries are
 taken from ``x`` alone: the same result for a third of the query work (see
 ``tests/streamer/anonymize/test_diffusion_attention.py``, which checks it
 against full attention over the concatenation).
@@ -16,6 +17,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from streamer.anonymize.diffusion.info import routed_source
 
 PROCESSOR_SUFFIX = ".processor"
 
@@ -112,11 +115,12 @@ class CaptureProcessor:
 
 
 class ReferenceAttnProcessor:
-    """Denoiser side: attend over ``[x, store.refs[name]]`` with queries from ``x``."""
+    """Denoiser side: attend over ``[x, store.refs[source]]`` with queries from ``x``; ``source`` is the
+    ReferenceNet layer this layer is routed to (:func:`~streamer.anonymize.diffusion.info.routed_source`)."""
 
     def __init__(self, store: ReferenceStore, name: str) -> None:
         self.store = store
-        self.name = name
+        self.name = routed_source(name)
 
     def __call__(
         self,

@@ -9,6 +9,8 @@ from streamer.config import DIFFUSION_SCHEDULERS, ENGINES
 # argparse dest -> dotted config key
 DIFFUSION_RUN_OPTIONS = {
     "diffusion_model": "diffusion.model",
+    "diffusion_base": "diffusion.base_model",
+    "diffusion_image_encoder": "diffusion.image_encoder",
     "diffusion_backend": "diffusion.backend",
     "diffusion_device": "diffusion.device",
     "diffusion_engines": "diffusion.engine_dir",
@@ -25,12 +27,14 @@ DIFFUSION_RUN_OPTIONS = {
 def add_diffusion_run_args(parser: argparse.ArgumentParser) -> None:
     """Options for ``--method diffusion`` (all optional; YAML keys under ``diffusion:`` do the same)."""
     g = parser.add_argument_group("diffusion anonymizer (--method diffusion)")
-    g.add_argument("--diffusion-model", metavar="DIR", help="face_anon_simple-style model folder (unet/, referencenet/, vae/ ...)")
+    g.add_argument("--diffusion-model", metavar="DIR", help="face_anon_simple folder (unet/, referencenet/, conditioning_referencenet/)")
+    g.add_argument("--diffusion-base", metavar="DIR", help="Stable Diffusion 2.1 folder (its vae/ and scheduler/)")
+    g.add_argument("--diffusion-image-encoder", metavar="DIR", help="CLIP folder (openai/clip-vit-large-patch14)")
     g.add_argument("--diffusion-backend", choices=ENGINES, help="run the networks with torch, onnxruntime or tensorrt")
     g.add_argument("--diffusion-device", choices=("auto", "cpu", "cuda"), help="where the networks run (auto: cuda if visible)")
     g.add_argument("--diffusion-engines", metavar="DIR", help="engine cache folder for onnxruntime/tensorrt (fawn export --out)")
     g.add_argument("--diffusion-steps", type=int, help="denoising steps per keyframe")
-    g.add_argument("--diffusion-scheduler", choices=DIFFUSION_SCHEDULERS, help="deterministic sampler")
+    g.add_argument("--diffusion-scheduler", choices=DIFFUSION_SCHEDULERS, help="sampler (ddpm: the authors', 25+ steps)")
     g.add_argument("--anonymization-degree", type=float, help="how far from the source identity (default 1.25)")
     g.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale (default 4.0)")
     g.add_argument("--keyframe-interval", type=int, help="frames between a track's keyframes")

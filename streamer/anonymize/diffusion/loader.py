@@ -1,16 +1,16 @@
-"""Strict loading of a face_anon_simple-style model folder into stock diffusers/transformers classes.
+"""Loading a face_anon_simple model, as downloaded, through the libraries' own ``from_pretrained``.
 
-Each network is built from its ``config.json`` with the library's own class
-(``UNet2DConditionModel`` for the denoiser and both ReferenceNets,
-``AutoencoderKL``, ``CLIPVisionModelWithProjection``) and its weights are
-loaded with ``load_state_dict(strict=True)`` after our own comparison, so a
-missing, unexpected or mis-shaped tensor is a :class:`ModelError` that names it.
-Nothing is ever fetched from a hub.
+The three UNets (``unet/``, ``referencenet/``, ``conditioning_referencenet/``)
+load as diffusers' ``UNet2DConditionModel``, the VAE as ``AutoencoderKL`` (from
+the Stable Diffusion 2.1 folder or the one-folder layout), the image encoder as
+transformers' ``CLIPVisionModelWithProjection``, which also reads a full
+``CLIPModel`` checkpoint (openai/clip-vit-large-patch14: it keeps the vision
+half). Always ``local_files_only=True``: nothing is fetched from a hub. What
+is missing or does not fit is a one-line :class:`ModelError` naming the folder.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +25,12 @@ log = logging.getLogger(__name__)
 
 DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model",)
 TRANSFORMERS_WEIGHTS = ("model", "pytorch_model")
-# buffers some checkpoints carry that current libraries no longer persist
-TOLERATED_UNEXPECTED = ("vision_model.embeddings.position_ids",)
-# VAE attention names written by diffusers < 0.14
-_OLD_VAE_ATTENTION = {".query.": ".to_q.", ".key.": ".to_k.", ".value.": ".to_v.", ".proj_attn.": ".to_out.0."}
+PROJECTION = "visual_projection.weight"
 
 
 @dataclass
 class FaceAnonModel:
-    """The loaded networks of one model folder (eval mode, no grad)."""
+    """The loaded networks of one model (eval mode, no grad)."""
 
     info: ModelInfo
     unet: Any
@@ -49,156 +46,98 @@ class FaceAnonModel:
         return self
 
 
-def load_model(root: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> FaceAnonModel:
-    """Load every network of the folder at ``root`` strictly; see the module docstring."""
-    info = read_info(root)
-    unets = {name: load_unet(info.root / name) for name in UNET_FOLDERS}
+def load_model(root: str | Path | ModelInfo, device: str = "cpu", dtype: torch.dtype = torch.float32) -> FaceAnonModel:
+    """Load every network of the model at ``root`` (a one-folder model, or the folders of a ModelInfo)."""
+    info = root if isinstance(root, ModelInfo) else read_info(root)
+    unets = {name: load_unet(info.folder(name)) for name in UNET_FOLDERS}
     model = FaceAnonModel(
         info=info,
         unet=unets["unet"],
         referencenet=unets["referencenet"],
         conditioning_referencenet=unets["conditioning_referencenet"],
-        vae=load_vae(info.root / "vae"),
-        image_encoder=load_image_encoder(info.root / "image_encoder"),
+        vae=load_vae(info.folder("vae")),
+        image_encoder=load_image_encoder(info.folder("image_encoder")),
     )
-    log.info("loaded diffusion model %s (native %d px)", info.root, info.native_resolution)
+    log.info("loaded diffusion model %s (%d px crops by default)", info.root, info.native_resolution)
     return model.to(device, dtype)
 
 
 def load_unet(folder: Path) -> Any:
-    diffusers = _import("diffusers")
-    return _build_diffusers(diffusers.UNet2DConditionModel, folder)
+    return _pretrained(_import("diffusers").UNet2DConditionModel, folder, DIFFUSERS_WEIGHTS)
 
 
 def load_vae(folder: Path) -> Any:
-    diffusers = _import("diffusers")
-    return _build_diffusers(diffusers.AutoencoderKL, folder, rename=_rename_old_vae)
+    return _pretrained(_import("diffusers").AutoencoderKL, folder, DIFFUSERS_WEIGHTS)
 
 
 def load_image_encoder(folder: Path) -> Any:
+    """The CLIP vision tower with its projection, from a vision-only or a full CLIPModel checkpoint.
+
+    ``CLIPVisionConfig.from_pretrained`` takes a full config's ``vision_config``, whose ``projection_dim`` may be
+    the class default rather than the checkpoint's: the top-level one wins (the full model's projection width).
+    """
     transformers = _import("transformers")
-    cfg = read_json(folder / "config.json")
-    if "vision_config" in cfg:  # a full CLIPConfig: keep its vision half
-        vision = dict(cfg["vision_config"], projection_dim=cfg.get("projection_dim"))
-        config = transformers.CLIPVisionConfig(**vision)
-    else:
-        config = transformers.CLIPVisionConfig.from_json_file(str(folder / "config.json"))
-    model = transformers.CLIPVisionModelWithProjection(config)
-    strict_load(model, read_weights(folder, TRANSFORMERS_WEIGHTS), folder.name)
+    weight_files(folder, TRANSFORMERS_WEIGHTS)
+    config = transformers.CLIPVisionConfig.from_pretrained(str(folder), local_files_only=True)
+    top = read_json(folder / "config.json")
+    if "vision_config" in top and top.get("projection_dim"):
+        config.projection_dim = int(top["projection_dim"])
+    # unexpected tensors are expected here (a full CLIPModel's text half); a vision-only CLIPVisionModel save (what
+    # the authors load) has no projection, which is fine when the pooled output feeds the UNet (modules checks it)
+    model = _pretrained(
+        transformers.CLIPVisionModelWithProjection, folder, TRANSFORMERS_WEIGHTS, True, (PROJECTION,), config=config
+    )
+    return model
+
+
+def has_projection(encoder: Any) -> bool:
+    return bool(getattr(encoder, "fawn_has_projection", True))
+
+
+def _pretrained(
+    cls: Any, folder: Path, stems: tuple[str, ...], allow_unexpected: bool = False, optional: tuple[str, ...] = (),
+    **kwargs: Any,
+) -> Any:
+    files = weight_files(folder, stems)  # a clear error before the library's own
+    variant = "fp16" if ".fp16." in files[0].name else None
+    try:
+        model, loading = cls.from_pretrained(
+            str(folder), local_files_only=True, output_loading_info=True, variant=variant, **kwargs
+        )
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelError(f"{folder}: {cls.__name__} cannot load it: {_first_line(exc)}") from exc
+    # from_pretrained leaves missing tensors randomly initialized and only logs them: refuse instead
+    missing = sorted(k for k in loading.get("missing_keys", ()) if not k.endswith("position_ids"))
+    if any(k in optional for k in missing):
+        model.fawn_has_projection = False
+        missing = [k for k in missing if k not in optional]
+    mismatched = [str(m[0]) if isinstance(m, (tuple, list)) else str(m) for m in loading.get("mismatched_keys") or []]
+    unexpected = [] if allow_unexpected else sorted(loading.get("unexpected_keys") or [])
+    problems = [(n, w) for n, w in ((missing, "missing"), (mismatched, "mis-shaped"), (unexpected, "unexpected")) if n]
+    if problems:
+        names, what = problems[0]
+        raise ModelError(f"{folder}: weights do not match its config.json: {len(names)} {what} tensors: {', '.join(names[:3])}")
     return model.eval().requires_grad_(False)
 
 
-def _build_diffusers(cls: Any, folder: Path, rename: Any = None) -> Any:
-    config = read_json(folder / "config.json")
-    state = read_weights(folder, DIFFUSERS_WEIGHTS)
-    if rename is not None:
-        state = rename(state)
-    with torch.device("meta"):
-        model = cls.from_config(config)
-    # built on the meta device (no random init), then filled: only safe without non-persistent buffers
-    persistent = set(model.state_dict())
-    if any(name not in persistent for name, _ in model.named_buffers()):
-        model = cls.from_config(config)
-        strict_load(model, state, folder.name)
-    else:
-        strict_load(model, state, folder.name, assign=True)
-    return model.eval().requires_grad_(False)
-
-
-def strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str, assign: bool = False) -> None:
-    """``load_state_dict(strict=True)`` with an error that names the offending tensors."""
-    expected = module.state_dict()
-    state = {k: v for k, v in state.items() if not (k not in expected and k.endswith(TOLERATED_UNEXPECTED))}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})"
-        for k in sorted(set(state) & set(expected))
-        if tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
-    problems = [
-        _listing("missing tensors", missing),
-        _listing("unexpected tensors", unexpected),
-        _listing("mismatched shapes", shapes),
-    ]
-    text = "; ".join(p for p in problems if p)
-    if text:
-        raise ModelError(f"{where}: weights do not match its config.json: {text}")
-    module.load_state_dict(state, strict=True, assign=assign)
-
-
-def _listing(what: str, names: list[str], show: int = 5) -> str:
-    if not names:
-        return ""
-    more = f" and {len(names) - show} more" if len(names) > show else ""
-    return f"{len(names)} {what}: {', '.join(names[:show])}{more}"
+def _first_line(exc: BaseException) -> str:
+    """The message on one line (a state-dict error names its tensor on its second line), at most 300 characters."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = " ".join(lines[:2]) if lines and lines[0].endswith(":") else (lines[0] if lines else type(exc).__name__)
+    return text[:300]
 
 
 def weight_files(folder: Path, stems: tuple[str, ...]) -> list[Path]:
     """The weight files of a component folder: safetensors (single or sharded) first, then .bin; fp16 variants last."""
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{folder}: no config.json")
     for variant in ("", ".fp16"):
         for stem in stems:
-            single = folder / f"{stem}{variant}.safetensors"
-            if single.is_file():
-                return [single]
-            index = folder / f"{stem}{variant}.safetensors.index.json"
-            if index.is_file():
-                return _shards(index)
-            legacy = folder / f"{stem}{variant}.bin"
-            if legacy.is_file():
-                return [legacy]
+            for name in (f"{stem}{variant}.safetensors", f"{stem}{variant}.safetensors.index.json", f"{stem}{variant}.bin"):
+                if (folder / name).is_file():
+                    return [folder / name]
     names = ", ".join(f"{s}.safetensors" for s in stems)
-    raise ModelError(f"no weights in {folder} (expected {names} or a sharded .index.json)")
-
-
-def _shards(index: Path) -> list[Path]:
-    try:
-        weight_map = json.loads(index.read_text())["weight_map"]
-    except (KeyError, ValueError) as exc:
-        raise ModelError(f"bad shard index {index}: {exc}") from None
-    files = [index.parent / name for name in sorted(set(weight_map.values()))]
-    for f in files:
-        if not f.is_file():
-            raise ModelError(f"shard {f.name} listed in {index.name} is missing")
-    return files
-
-
-def read_weights(folder: Path, stems: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    state: dict[str, torch.Tensor] = {}
-    for path in weight_files(folder, stems):
-        state.update(_read_file(path))
-    return state
-
-
-def _read_file(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return dict(load_file(str(path)))
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except ImportError:
-        raise MissingExtraError("safetensors", "diffusion") from None
-    except Exception as exc:  # corrupt files raise many kinds of errors
-        raise ModelError(f"cannot read weights {path}: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(loaded, dict):
-        raise ModelError(f"{path} does not hold a state dict")
-    return dict(loaded)
-
-
-def _rename_old_vae(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    if not any(old in k for k in state for old in _OLD_VAE_ATTENTION):
-        return state
-    log.info("vae: converting attention weights saved by an old diffusers")
-    out = {}
-    for key, value in state.items():
-        for old, new in _OLD_VAE_ATTENTION.items():
-            if "attentions" in key and old in key:
-                key = key.replace(old, new)
-                if value.ndim == 4:  # 1x1 conv weights of very old checkpoints
-                    value = value[:, :, 0, 0]
-        out[key] = value
-    return out
+    raise ModelError(f"{folder}: no weights (expected {names})")
 
 
 def _import(name: str) -> Any:

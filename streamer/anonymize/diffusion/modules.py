@@ -14,8 +14,8 @@ from torch import nn
 
 from export.spec import DIFFUSION_COMPONENTS
 from streamer.anonymize.diffusion import attention
-from streamer.anonymize.diffusion.info import ModelInfo
-from streamer.anonymize.diffusion.loader import FaceAnonModel
+from streamer.anonymize.diffusion.info import ModelInfo, routed_source
+from streamer.anonymize.diffusion.loader import FaceAnonModel, has_projection
 from streamer.errors import ModelError
 
 
@@ -27,6 +27,8 @@ class ImageEncoderIO(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.pooled = info.clip_output == "pooler_output"
+        if not self.pooled and not has_projection(encoder):
+            raise ModelError(f"{info.folder('image_encoder')}: the UNet needs CLIP's projection but the checkpoint has none")
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if self.pooled:
@@ -65,14 +67,15 @@ class VaeDecoderIO(nn.Module):
 
 
 class ReferenceNetIO(nn.Module):
-    """``sample`` (a clean latent), ``encoder_hidden_states`` -> the input of every ``attn1``, at timestep 0."""
+    """``sample`` (a clean latent), ``encoder_hidden_states`` -> the input of each ``attn1`` the denoiser reads
+    (the first attention module of each block, ``info.routed_source``), at timestep 0."""
 
     def __init__(self, unet: Any, layer_names: list[str]) -> None:
         super().__init__()
         self.unet = unet
         self.store, names = attention.install(unet, "capture")
         _check_layers(names, layer_names, "referencenet")
-        self.names = names
+        self.names = [n for n in names if routed_source(n) == n]
 
     def forward(self, sample: torch.Tensor, encoder_hidden_states: torch.Tensor) -> tuple[torch.Tensor, ...]:
         self.store.captured.clear()
@@ -83,14 +86,15 @@ class ReferenceNetIO(nn.Module):
 
 
 class DenoiserIO(nn.Module):
-    """``sample``, ``timestep`` [B], ``encoder_hidden_states``, ``ref_00``... -> ``noise_pred`` (the model's raw output)."""
+    """``sample``, ``timestep`` [B], ``encoder_hidden_states``, ``ref_00``... (one per routed source layer)
+    -> ``noise_pred`` (the model's raw output)."""
 
     def __init__(self, unet: Any, layer_names: list[str]) -> None:
         super().__init__()
         self.unet = unet
         self.store, names = attention.install(unet, "reference")
         _check_layers(names, layer_names, "unet")
-        self.names = names
+        self.names = [n for n in names if routed_source(n) == n]
 
     def forward(
         self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, *refs: torch.Tensor

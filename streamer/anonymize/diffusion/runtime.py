@@ -92,7 +92,7 @@ def open_engines(cfg: DiffusionConfig, info: ModelInfo, where: Placement) -> dic
         out_dir=out, backend="onnx" if where.backend == "onnxruntime" else "tensorrt", precision=where.precision,
         max_batch=cfg.max_batch, resolution=where.resolution, device=where.device,
     )
-    artifacts = export_diffusion(info.root, opts)
+    artifacts = export_diffusion(info, opts)
     if where.backend == "tensorrt":
         return {name: engines.create("tensorrt", art.path) for name, art in artifacts.items()}
     return {
@@ -110,7 +110,7 @@ def _torch_engines(info: ModelInfo, where: Placement, max_batch: int, threads: i
     from streamer.anonymize.diffusion.modules import build_modules
 
     dtype = torch.float16 if where.precision == "fp16" else torch.float32
-    model = load_model(info.root, device=where.device, dtype=dtype)
+    model = load_model(info, device=where.device, dtype=dtype)
     modules = build_modules(model, where.resolution)
     specs = diffusion_specs(info, where.resolution, max_batch, where.precision)
     return {
@@ -128,7 +128,7 @@ def create_diffusion_anonymizer(cfg: DiffusionConfig, anon: AnonymizerConfig | N
 
     from streamer.anonymize.diffusion.sampler import EngineSet, Sampler, SamplerParams
 
-    info = read_info(cfg.model)
+    info = read_info(cfg.model, cfg.base_model, cfg.image_encoder)
     where = place(cfg, info)
     log.info("diffusion: %s on %s, %s, %d px crops", where.backend, where.device, where.precision, where.resolution)
     dtype = torch.float16 if where.precision == "fp16" else torch.float32

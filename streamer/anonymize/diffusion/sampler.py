@@ -5,9 +5,10 @@ aligned face is both the source and the conditioning image. The source is
 pushed away from its identity by the anonymization degree ``d``:
 its CLIP embedding becomes ``(1-d)*E`` and its reference states
 ``(1-d)*S + d*S_null`` (``S_null``: the source ReferenceNet on the null
-image, a zero latent with a zero context). Classifier-free guidance:
-``uncond + g*(cond - uncond)``, where the unconditional rows have a null
-source and the same conditioning.
+image, a zero latent with a zero context). Classifier-free guidance,
+where the unconditional rows have a null source (zero embedding, ``S_null`` states) and the same conditioning:
+``(1-g)*uncond + g*cond``. The source ReferenceNet runs with the scaled
+embedding ``(1-d)*E`` as its context, as in the authors' pipeline.
 
 What is per track (:class:`Identity`, computed once, at the track's first
 keyframe): the scaled source embedding and reference states and the initial
@@ -35,9 +36,7 @@ from streamer.types import Image
 
 log = logging.getLogger(__name__)
 
-SCHEDULERS = ("dpmsolver++", "ddim")
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+SCHEDULERS = ("dpmsolver++", "ddim", "ddpm")
 
 
 @dataclass(frozen=True)
@@ -60,10 +59,17 @@ class Identity:
 
 
 def make_scheduler(config: Mapping[str, Any], kind: str) -> Any:
-    """A deterministic scheduler from the model's scheduler config (timesteps spaced to start at pure noise)."""
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+    """A scheduler from the model's scheduler config.
+
+    ``ddpm``: the reference's own sampler (``DDPMScheduler`` on SD2.1's config as is; stochastic, seeded per
+    track, meant for 25+ steps). ``ddim``/``dpmsolver++``: deterministic few-step samplers with timesteps
+    spaced to start at pure noise (fast; the weights were never tuned for them, see docs/diffusion.md).
+    """
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
     cfg = dict(config)
+    if kind == "ddpm":
+        return DDPMScheduler.from_config(cfg)
     if kind == "ddim":
         return DDIMScheduler.from_config(cfg, timestep_spacing="trailing", clip_sample=False)
     if kind == "dpmsolver++":
@@ -109,7 +115,7 @@ class Sampler:
         self.device, self.dtype = engines.device, engines.dtype
         self.scheduler = make_scheduler(info.scheduler_config, params.scheduler)
         self.latent_side = info.latent_size(params.resolution)
-        self.n_refs = len(info.ref_layers(params.resolution))
+        self.n_refs = len(info.ref_sources(params.resolution))
         self.null_refs = self._null_refs()
 
     # ------------------------------------------------------------------ stages
@@ -134,8 +140,8 @@ class Sampler:
         size = self.info.clip_size
         x = (images.float() + 1.0) / 2.0
         x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
-        mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+        mean = torch.tensor(self.info.clip_mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.info.clip_std, device=x.device).view(1, 3, 1, 1)
         pixels = ((x - mean) / std).to(self.dtype)
         return self.engines("image_encoder", {"pixel_values": pixels})["image_embeds"]
 
@@ -151,12 +157,14 @@ class Sampler:
     def identities(self, embeds: torch.Tensor, latents: torch.Tensor, track_ids: list[int]) -> list[Identity]:
         """Per-track state for faces seen for the first time (rows of ``embeds``/``latents``)."""
         d = self.params.anonymization_degree
-        context = torch.stack([embeds, embeds], dim=1)
-        real = self._refs("referencenet", latents, context)
+        scaled = (1.0 - d) * embeds
+        # the source ReferenceNet sees the degree-scaled embedding, as in training (its one context token twice:
+        # cross-attention over two equal tokens is attention over one)
+        real = self._refs("referencenet", latents, torch.stack([scaled, scaled], dim=1))
         out = []
         for row, track in enumerate(track_ids):
             refs = [(1.0 - d) * r[row] + d * null for r, null in zip(real, self.null_refs)]
-            out.append(Identity((1.0 - d) * embeds[row], refs, self._noise(track)))
+            out.append(Identity(scaled[row], refs, self._noise(track)))
         return out
 
     def _noise(self, track_id: int) -> torch.Tensor:
@@ -210,6 +218,8 @@ class Sampler:
         sched = self.scheduler
         sched.set_timesteps(self.params.num_inference_steps, device=self.device)
         x = torch.stack([i.noise for i in idents]).float() * float(sched.init_noise_sigma)
+        gen = torch.Generator(device=self.device).manual_seed(self.params.seed)  # DDPM's step noise
+        kwargs = {"generator": gen} if self.params.scheduler == "ddpm" else {}
         for t in sched.timesteps:
             rows = torch.cat([x, x]) if guided else x
             rows = sched.scale_model_input(rows, t).to(self.dtype)
@@ -217,8 +227,9 @@ class Sampler:
             out = self.engines("unet", {"sample": rows, "timestep": step, **fixed})["noise_pred"].float()
             if guided:
                 cond, uncond = out.chunk(2)
-                out = uncond + self.params.guidance_scale * (cond - uncond)
-            x = sched.step(out, t, x).prev_sample
+                g = self.params.guidance_scale
+                out = (1.0 - g) * uncond + g * cond
+            x = sched.step(out, t, x, **kwargs).prev_sample
         if not torch.isfinite(x).all():
             raise EngineError("the denoiser produced non-finite latents")
         return x

@@ -34,7 +34,7 @@ def test_yaml_keys_load(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("diffusion.scheduler", "euler_a", "choices: dpmsolver\\+\\+, ddim"),
+        ("diffusion.scheduler", "euler_a", "choices: dpmsolver\\+\\+, ddim, ddpm"),
         ("diffusion.backend", "openvino", "choices: onnxruntime, tensorrt, torch"),
         ("diffusion.guidance_scale", 0.5, "must be >= 1"),
         ("diffusion.keyframe_interval", 0, "must be >= 1"),
@@ -92,3 +92,17 @@ def test_onnxruntime_backend_runs_the_exported_engines(tiny_model_dir: Path, fp3
         assert all(e.providers == ["CPUExecutionProvider"] for e in engines.values())
     finally:
         anon.close()  # type: ignore[attr-defined]
+
+
+def test_three_download_folders_from_flags_and_yaml(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_diffusion_run_args(parser)
+    args = parser.parse_args(["--diffusion-model", "/m/fas", "--diffusion-base", "/m/sd21", "--diffusion-image-encoder", "/m/clip",
+                              "--diffusion-scheduler", "ddpm"])
+    overrides = {key: getattr(args, dest) for dest, key in DIFFUSION_RUN_OPTIONS.items() if getattr(args, dest) is not None}
+    d = load_config(None, overrides).diffusion
+    assert (d.model, d.base_model, d.image_encoder, d.scheduler) == ("/m/fas", "/m/sd21", "/m/clip", "ddpm")
+    path = tmp_path / "c.yaml"
+    path.write_text("diffusion:\n  model: /a\n  base_model: /b\n  image_encoder: /c\n")
+    d = load_config(path).diffusion
+    assert (d.model, d.base_model, d.image_encoder) == ("/a", "/b", "/c")

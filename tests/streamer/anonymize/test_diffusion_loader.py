@@ -1,4 +1,4 @@
-"""Strict loading of a face_anon_simple-style folder: configs, weights, and errors that name the tensor."""
+"""Loading a face_anon_simple-style folder through from_pretrained: configs, weights, errors that name the tensor."""
 
 from __future__ import annotations
 
@@ -61,29 +61,29 @@ def test_reference_layout_from_config_matches_the_module(tiny_model_dir: Path) -
 
 def test_missing_tensor_is_named(model_copy: Path) -> None:
     _edit_weights(model_copy / "unet", lambda s: s.pop("conv_in.weight"))
-    with pytest.raises(ModelError, match=r"unet: .*missing tensors: conv_in\.weight"):
+    with pytest.raises(ModelError, match=r"unet: weights do not match its config.json: 1 missing tensors: conv_in\.weight"):
         load_model(model_copy)
 
 
 def test_unexpected_tensor_is_named(model_copy: Path) -> None:
     _edit_weights(model_copy / "referencenet", lambda s: s.update({"extra.weight": torch.zeros(2)}))
-    with pytest.raises(ModelError, match=r"referencenet: .*unexpected tensors: extra\.weight"):
+    with pytest.raises(ModelError, match=r"referencenet: weights do not match its config.json: 1 unexpected tensors: extra\.weight"):
         load_model(model_copy)
 
 
 def test_mismatched_shape_is_named(model_copy: Path) -> None:
     _edit_weights(model_copy / "vae", lambda s: s.update({"quant_conv.bias": torch.zeros(3)}))
-    with pytest.raises(ModelError, match=r"vae: .*mismatched shapes: quant_conv\.bias \(3,\)"):
+    with pytest.raises(ModelError, match=r"vae: AutoencoderKL cannot load it: .*quant_conv\.bias"):
         load_model(model_copy)
 
 
 def test_missing_folder_and_weights(model_copy: Path) -> None:
     shutil.rmtree(model_copy / "conditioning_referencenet")
-    with pytest.raises(ModelError, match="no 'conditioning_referencenet/'"):
+    with pytest.raises(ModelError, match="conditioning_referencenet: folder .* not found"):
         read_info(model_copy)
     (model_copy / "conditioning_referencenet").mkdir()
     shutil.copy(model_copy / "unet" / "config.json", model_copy / "conditioning_referencenet")
-    with pytest.raises(ModelError, match="no weights in"):
+    with pytest.raises(ModelError, match=r"conditioning_referencenet: no weights \(expected diffusion_pytorch_model.safetensors\)"):
         load_model(model_copy)
 
 
@@ -171,5 +171,5 @@ def test_real_model_configs_give_512_px_and_pooled_clip(tmp_path: Path) -> None:
     info = read_info(tmp_path)
     assert info.native_resolution == 512 and info.clip_output == "pooler_output"
     unet_spec = diffusion_specs(info, info.native_resolution, 4, "fp16")["unet"]
-    assert len(unet_spec.inputs) == 3 + 16
+    assert len(unet_spec.inputs) == 3 + 7  # 16 self-attention layers read 7 routed ReferenceNet states
     assert unet_spec.profile()["ref_00"][2] == (8, 8192, 320)  # 4 faces x CFG, source + conditioning tokens at 64x64

@@ -77,7 +77,8 @@ def test_degree_scales_the_source(engine_set: EngineSet, tiny_model_dir: Path, c
         sampler = _sampler(engine_set, tiny_model_dir, anonymization_degree=degree)
         embeds, latents = sampler.embed(images), sampler.encode(images)
         ident = sampler.identities(embeds, latents, [7])[0]
-        real = sampler._refs("referencenet", latents, torch.stack([embeds, embeds], 1))
+        scaled = (1 - degree) * embeds  # the source ReferenceNet's context is the scaled embedding, as in training
+        real = sampler._refs("referencenet", latents, torch.stack([scaled, scaled], 1))
         expect = [(1 - degree) * r[0] + degree * n for r, n in zip(real, sampler.null_refs)]
         assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ident.refs, expect))
         assert torch.allclose(ident.embedding, (1 - degree) * embeds[0], atol=1e-6)
@@ -108,3 +109,18 @@ def test_schedulers_are_deterministic_and_start_at_pure_noise(tiny_model_dir: Pa
     assert sched.config.prediction_type == "v_prediction"
     with pytest.raises(ConfigError, match="choices"):
         make_scheduler({}, "euler_ancestral")
+
+
+def test_ddpm_is_the_authors_sampler_on_the_model_config(tiny_model_dir: Path) -> None:
+    """``ddpm``: DDPMScheduler from the scheduler config as is (the authors' choice), stochastic but seeded."""
+    sched = make_scheduler(read_info(tiny_model_dir).scheduler_config, "ddpm")
+    assert type(sched).__name__ == "DDPMScheduler" and sched.config.prediction_type == "v_prediction"
+    sched.set_timesteps(25)
+    assert len(sched.timesteps) == 25 and sched.config.timestep_spacing == "leading"
+
+
+def test_ddpm_generation_is_reproducible(engine_set: EngineSet, tiny_model_dir: Path, crops: list) -> None:
+    sampler = _sampler(engine_set, tiny_model_dir, scheduler="ddpm")
+    first, _ = sampler.generate([crops[0]], [1], {})
+    again, _ = sampler.generate([crops[0]], [1], {})
+    assert np.array_equal(first[0], again[0]) and first[0].std() > 0
