@@ -322,7 +322,9 @@ class PipelineConfig:
     io: IOConfig = field(default_factory=IOConfig)
     ksame: KSameConfig = field(default_factory=KSameConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    # detector failure on a frame: blur the whole frame, or only the known tracks
+    # detector failure on a frame: the whole frame is blurred in both modes (a face that
+    # appeared during the failure has no track); "tracks" first anonymizes the known
+    # tracks with the configured method
     on_error: str = _choice("blur_frame", ON_ERROR)
     streams: tuple[StreamConfig, ...] = ()
 

@@ -85,9 +85,11 @@ def run(
     finally:
         reader.stop()
         stats.dropped = reader.dropped
-        reporter.close()
-        processor.close()
-        writer.close()
+        try:
+            reporter.close()
+            processor.close()
+        finally:  # the output is finalized whatever a stage's close raised
+            writer.close()
     return stats
 
 
