@@ -17,7 +17,12 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from streamer.align import ARCFACE_TEMPLATE_112, ellipse_covers_box, similarity_transform, transform_points
+from streamer.align import (
+    ARCFACE_TEMPLATE_112,
+    ellipse_covers_box,
+    similarity_transform,
+    transform_points,
+)
 from streamer.types import FloatArray, Image
 
 Matrix = npt.NDArray[np.float64]
