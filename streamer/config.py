@@ -101,7 +101,7 @@ class AnonymizerConfig:
     shape: str = _choice("ellipse", SHAPES)
     padding: float = 0.25
     feather: float = 0.15
-    strength: float = 0.5
+    strength: float = 0.8  # 0.5 left detail a 2x downscale (a resolution-switch letterbox) brought back
     blocks: int = 8
     color: tuple[int, int, int] = (0, 0, 0)
 

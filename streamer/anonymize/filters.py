@@ -21,7 +21,7 @@ class BlurAnonymizer(RegionAnonymizer):
     MIN_KERNEL = 31.0
 
     def __init__(
-        self, strength: float = 0.5, padding: float = 0.25, feather: float = 0.15, shape: str = "ellipse"
+        self, strength: float = 0.8, padding: float = 0.25, feather: float = 0.15, shape: str = "ellipse"
     ) -> None:
         super().__init__(padding, feather, shape)
         self.strength = strength
