@@ -120,7 +120,7 @@ def _one(
         log.error("%s: %s", name, exc)
         result.failed[name] = str(exc)
         partial.unlink(missing_ok=True)
-        return row(status=mf.FAILED, errors=(str(exc),), seconds=time.monotonic() - start)  # type: ignore[no-any-return]
+        return row(status=mf.FAILED, errors=(str(exc),), seconds=time.monotonic() - start)
     if stop is not None and stop.is_set():
         log.warning("%s: interrupted; left as %s (redone on the next run)", name, partial.name)
         return None
