@@ -81,7 +81,7 @@ def _ramp(r: FloatArray, feather: float) -> FloatArray:
 class RegionAnonymizer(ABC):
     """Base for anonymizers that replace each face region with a filtered version of itself."""
 
-    def __init__(self, padding: float = 0.25, feather: float = 0.15, shape: str = "ellipse") -> None:
+    def __init__(self, padding: float = 0.4, feather: float = 0.15, shape: str = "ellipse") -> None:
         self.padding = padding
         self.feather = feather
         self.shape = shape
