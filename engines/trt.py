@@ -6,11 +6,16 @@ sampler that keeps its tensors on the GPU never copies; ``run`` takes and
 returns numpy arrays (one host<->device copy each way). Shapes are checked
 against the engine's optimization profile before they are set, so a batch
 too large for the engine is a clear :class:`EngineError`.
+
+One execution context holds the bound shapes and addresses, so calls are
+serialized by a lock: a shared embedder is called from several stream threads,
+and two interleaved calls would run with each other's buffers.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +66,7 @@ def check_profile(name: str, shape: tuple[int, ...], lo: tuple[int, ...], hi: tu
 
 
 class TensorRTEngine:
-    """A deserialized TensorRT engine with one execution context (optimization profile 0)."""
+    """A deserialized TensorRT engine with one execution context (optimization profile 0), one call at a time."""
 
     def __init__(self, path: Path, device: str = "cuda", threads: int = 0, strict_device: bool = True, **_: Any) -> None:
         trt, torch = _imports()
@@ -77,6 +82,7 @@ class TensorRTEngine:
         if self._engine is None:
             raise ModelError(f"cannot deserialize {Path(path).name}: built by another TensorRT version or GPU? (rebuild with fawn export)")
         self._context = self._engine.create_execution_context()
+        self._lock = threading.Lock()  # the context's bindings are shared state: one caller at a time
         self.inputs, self.outputs = self._io_specs()
         self.providers = [f"TensorRT {trt.__version__}"]
 
@@ -93,6 +99,10 @@ class TensorRTEngine:
 
     def run_torch(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Enqueue on torch's current CUDA stream with the given tensors; outputs are new CUDA tensors."""
+        with self._lock:
+            return self._enqueue(inputs)
+
+    def _enqueue(self, inputs: dict[str, Any]) -> dict[str, Any]:
         torch, ctx = self._torch, self._context
         keep = []
         for spec in self.inputs:
@@ -122,6 +132,7 @@ class TensorRTEngine:
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
-        out = self.run_torch({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()})
-        torch.cuda.current_stream(self.device).synchronize()
-        return {k: v.cpu().numpy() for k, v in out.items()}
+        with self._lock:  # the whole round trip: copies in, enqueue, wait, copies out
+            out = self._enqueue({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()})
+            torch.cuda.current_stream(self.device).synchronize()
+            return {k: v.cpu().numpy() for k, v in out.items()}

@@ -58,6 +58,29 @@ def transform_points(matrix: npt.NDArray[np.float64], points: FloatArray) -> Flo
     return (pts @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
 
 
+def ellipse_covers_box(
+    box: FloatArray,
+    matrix: npt.NDArray[np.float64],
+    center: tuple[float, float],
+    radii: tuple[float, float],
+    inset: float = 0.9,
+) -> bool:
+    """Whether the ellipse (``center``, ``radii``, in crop pixels) that ``matrix`` (frame -> crop) maps
+    a pasted face from covers the ellipse inscribed in the detector's ``box`` (shrunk by ``inset``).
+
+    Anonymizers that paste a face warped from landmarks (k-Same, diffusion) check
+    this: odd landmarks, or a box much larger than the landmarks say, would leave
+    part of the real face showing; such a face is blurred instead.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    cx, cy, rx, ry = (x1 + x2) / 2, (y1 + y2) / 2, inset * (x2 - x1) / 2, inset * (y2 - y1) / 2
+    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    points = np.stack([cx + rx * np.cos(angles), cy + ry * np.sin(angles)], axis=1).astype(np.float32)
+    crop = transform_points(matrix, points)
+    r = np.sqrt(((crop[:, 0] - center[0]) / radii[0]) ** 2 + ((crop[:, 1] - center[1]) / radii[1]) ** 2)
+    return bool(np.all(r <= 1.0))
+
+
 def template_for(template: FloatArray, template_size: int, size: int) -> FloatArray:
     """A template scaled from its native square size to ``size`` pixels."""
     return (np.asarray(template, np.float32) * (size / template_size)).astype(np.float32)

@@ -1,24 +1,35 @@
 """Batch mode: ``fawn run DIR -o OUTDIR`` anonymizes every video under DIR.
 
 Outputs keep their relative paths. Each file is written under a temporary
-name and renamed when complete, so a finished name always means a finished
-file: re-running skips those (resumable) and redoes the rest. Failures are
-collected and summarised; one bad file does not stop the batch.
+name and renamed when complete. Resuming follows ``fawn batch`` (one
+implementation: :mod:`streamer.cluster.manifest`): a JSONL manifest in OUTDIR
+records each file's input checksum and config hash; a re-run skips a file only
+when its latest row is done with the same config and input and its output
+exists, and redoes everything else (a changed config redoes every file).
+Failures are collected and summarised; one bad file does not stop the batch.
+An output folder equal to DIR is refused; one inside DIR is left out of the inputs.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from streamer.config import PipelineConfig
-from streamer.errors import FawnError, SourceError
+from streamer.errors import ConfigError, FawnError
 from streamer.pipeline import RunOptions, run
 from streamer.redact import redact_text
+
+if TYPE_CHECKING:
+    from streamer.cluster.manifest import ManifestRow
 
 log = logging.getLogger(__name__)
 
@@ -57,31 +68,53 @@ def partial_path(final: Path) -> Path:
 def run_batch(
     source_dir: Path, output_dir: Path, cfg: PipelineConfig, stop: threading.Event | None = None, progress: bool = True
 ) -> BatchResult:
-    """Anonymize every video under ``source_dir`` into ``output_dir``."""
-    videos = find_videos(source_dir)
-    if not videos:
-        raise SourceError(f"no video files under {source_dir} (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
-    result = BatchResult()
-    bar = _progress(len(videos), progress)
-    for video in videos:
-        if stop is not None and stop.is_set():
-            break
-        rel = video.relative_to(source_dir)
-        _one(video, output_dir / rel, str(rel), cfg, stop, result)
+    """Anonymize every video under ``source_dir`` into ``output_dir`` (resumable, see the module docstring)."""
+    from streamer.cluster import manifest as mf
+    from streamer.cluster import uris
+    from streamer.cluster.job import gallery_bytes
+
+    if os.path.realpath(source_dir) == os.path.realpath(output_dir):
+        raise ConfigError(f"the output folder is the input folder ({source_dir}): give another -o folder")
+    collection = uris.list_videos(str(source_dir), exclude=str(output_dir))  # raises when there are none
+    manifest = str(output_dir / mf.MANIFEST_NAME)
+    cfg_hash = mf.config_hash(cfg, gallery_bytes(cfg))
+    planned = mf.plan(collection, mf.read_rows(manifest), cfg_hash)
+    result = BatchResult(skipped=list(planned.skipped))
+    writer = mf.ManifestWriter(manifest)
+    bar = _progress(len(planned.todo), progress)
+    try:
+        for rel in planned.todo:
+            if stop is not None and stop.is_set():
+                break
+            row = _one(source_dir / rel, output_dir / rel, rel, cfg, stop, result, cfg_hash)
+            if row is not None:
+                writer.append(row)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"failed={len(result.failed)}")
+    finally:
+        writer.close()
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix_str(f"failed={len(result.failed)}")
-    if bar is not None:
-        bar.close()
+            bar.close()
     return result
 
 
-def _one(video: Path, final: Path, name: str, cfg: PipelineConfig, stop: threading.Event | None, result: BatchResult) -> None:
-    if final.exists():
-        result.skipped.append(name)
-        return
+def _one(
+    video: Path, final: Path, name: str, cfg: PipelineConfig, stop: threading.Event | None, result: BatchResult,
+    cfg_hash: str,
+) -> ManifestRow | None:
+    """Run one file; its manifest row (None when interrupted: redone next time)."""
+    from streamer.cluster import manifest as mf
+    from streamer.cluster import uris
+
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = partial_path(final)
+    fs, path = uris.resolve(str(video))
+    size, mtime = uris.stat(fs, path)
+    checksum = uris.sha256_file(fs, path)
+    start = time.monotonic()
+    row = functools.partial(mf.ManifestRow, path=name, input_sha256=checksum, config_hash=cfg_hash, output=str(final),
+                            input_size=size, input_mtime=mtime, finished_at=time.time())
     try:
         stats = run(str(video), str(partial), cfg, RunOptions(stop=stop, progress=False))
     except FawnError as exc:
@@ -89,14 +122,16 @@ def _one(video: Path, final: Path, name: str, cfg: PipelineConfig, stop: threadi
         log.error("%s: %s", name, message)
         result.failed[name] = message
         partial.unlink(missing_ok=True)
-        return
+        return row(status=mf.FAILED, errors=(str(exc),), seconds=time.monotonic() - start)
     if stop is not None and stop.is_set():
         log.warning("%s: interrupted; left as %s (redone on the next run)", name, partial.name)
-        return
+        return None
     partial.replace(final)
     result.done.append(name)
     result.frames += stats.frames_out
     result.faces += stats.faces_anonymized
+    return row(status=mf.DONE, frames=stats.frames_out, faces_anonymized=stats.faces_anonymized,
+               seconds=time.monotonic() - start)
 
 
 def _progress(total: int, enabled: bool) -> tqdm | None:

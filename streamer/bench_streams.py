@@ -75,10 +75,15 @@ def measure(
     if failed:
         raise RuntimeError(f"a benchmark stream failed: {failed[0]}")
     rates = [(a[0] - b[0]) / wall for a, b in zip(after, before)]
-    drops = [(a[1] - b[1]) / max(1, (a[0] - b[0]) + (a[1] - b[1])) for a, b in zip(after, before)]
+    drops = [drop_share(a[0] - b[0], a[1] - b[1]) for a, b in zip(after, before)]
     return StreamsPoint(width, height, fps, streams, label, round(min(rates), 2), round(max(drops), 4),
                         round(sum(a[2] for a in after) / len(after), 1), float(summary["mean_batch"]),
                         None if others is None else round(others, 3))
+
+
+def drop_share(frames_out: int, dropped: int) -> float:
+    """The share of a stream's frames dropped in a window: dropped / (sent out + dropped); 0 when none came."""
+    return dropped / (frames_out + dropped) if frames_out + dropped else 0.0
 
 
 def sweep(

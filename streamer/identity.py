@@ -43,6 +43,9 @@ anonymized. :func:`create_identity` picks the resolver for a config.
   only when the track is decided visible for the mode *and* no re-check is
   pending (a soft periodic re-check within its grace counts as none). They
   are never sampled and never drift-checked (their landmarks are predicted).
+  Nor are the rows of a frame the detector skipped (``detector.every_n`` > 1)
+  or failed on: ``resolve(..., measured=False)``; only measured detections
+  are sampled.
 - While a re-check is pending, ``identity`` still reports the cached decision
   but ``visible`` is False.
 - Scores (audit log): cosine similarities; for ``registered:<name>`` the
@@ -83,13 +86,15 @@ Signature = tuple[FloatArray, FloatArray]
 
 
 class IdentityResolver(Protocol):
-    def resolve(self, image: Image, dets: FaceDetections) -> FaceDetections: ...
+    """``measured``: False on a frame the detector skipped or failed (every box is predicted)."""
+
+    def resolve(self, image: Image, dets: FaceDetections, measured: bool = True) -> FaceDetections: ...
 
 
 class AnonymizeEveryone:
     """No gallery (or mode ``all``): no face is ever visible."""
 
-    def resolve(self, image: Image, dets: FaceDetections) -> FaceDetections:
+    def resolve(self, image: Image, dets: FaceDetections, measured: bool = True) -> FaceDetections:
         dets.visible = np.zeros(len(dets), dtype=bool)
         return dets
 
@@ -188,12 +193,16 @@ class TrackIdentityResolver:
         self._frame = 0
 
     # -- the stage ---------------------------------------------------------
-    def resolve(self, image: Image, dets: FaceDetections) -> FaceDetections:
+    def resolve(self, image: Image, dets: FaceDetections, measured: bool = True) -> FaceDetections:
+        """``measured`` False (the detector skipped or failed this frame): every box is a
+        prediction, so nothing is sampled or drift-checked (a misaligned crop scores low, and
+        in target mode a low score would decide "unknown" = shown)."""
         frame = self._frame
         self._frame += 1
         assert dets.track_id is not None and dets.coasting is not None
-        tracks = [self._observe(image, dets, i, frame) for i in range(len(dets))]
-        self._sample(image, dets, tracks, frame)
+        tracks = [self._observe(image, dets, i, frame, measured) for i in range(len(dets))]
+        if measured:
+            self._sample(image, dets, tracks, frame)
         dets.identity = [t.decision if t else PENDING for t in tracks]
         dets.visible = np.array([self._visible(t, frame) for t in tracks], bool)
         self._end_missing({t.track_id for t in tracks if t}, frame)
@@ -206,7 +215,7 @@ class TrackIdentityResolver:
             self.audit.close()
 
     # -- per-frame bookkeeping and re-check triggers ------------------------
-    def _observe(self, image: Image, dets: FaceDetections, i: int, frame: int) -> _Track | None:
+    def _observe(self, image: Image, dets: FaceDetections, i: int, frame: int, measured: bool = True) -> _Track | None:
         assert dets.track_id is not None and dets.coasting is not None
         tid = int(dets.track_id[i])
         if tid < 0:
@@ -218,7 +227,7 @@ class TrackIdentityResolver:
         box = dets.xyxy[i]
         if dets.coasting[i]:
             track.coast_run += 1
-        else:
+        elif measured:
             self._check_detected(track, image, dets, i, frame)
             track.coast_run = 0
         if track.decided and track.recheck is None and frame - track.verified >= self.cfg.recheck_every:

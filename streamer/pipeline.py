@@ -8,16 +8,19 @@ through it with bounded queues.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import av
 import numpy as np
 
 from streamer.config import IOConfig, PipelineConfig
+from streamer.errors import ConfigError
 from streamer.processor import FrameProcessor, SharedModels, build_processor
 from streamer.sinks import open_sink
 from streamer.sources import Source, open_source
@@ -62,6 +65,7 @@ def run(
     """
     options = options or RunOptions()
     stats = stats if stats is not None else RunStats()
+    check_not_overwriting(source_spec, output_spec)
     processor = build_processor(cfg, stats, shared)  # models first: a missing model fails before any stream opens
     try:
         source = open_source(source_spec, cfg.io)
@@ -85,10 +89,20 @@ def run(
     finally:
         reader.stop()
         stats.dropped = reader.dropped
-        reporter.close()
-        processor.close()
-        writer.close()
+        try:
+            reporter.close()
+            processor.close()
+        finally:  # the output is finalized whatever a stage's close raised
+            writer.close()
     return stats
+
+
+def check_not_overwriting(source_spec: str, output_spec: str) -> None:
+    """ConfigError when the output file is the input file (``fawn run a.mp4 -o a.mp4`` would truncate
+    its own input), symlinks resolved; checked before anything opens."""
+    source, output = Path(source_spec), Path(output_spec)
+    if source.is_file() and output.exists() and os.path.samefile(source, output):
+        raise ConfigError(f"the output {output_spec} is the input file: it would be overwritten while read; give another -o")
 
 
 @dataclass

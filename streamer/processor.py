@@ -42,7 +42,7 @@ class FrameProcessor:
         identity: IdentityResolver,
         anonymizer: Anonymizer,
         every_n: int = 1,
-        on_error: str = "blur_frame",
+        on_error: str = "blur_frame",  # both modes blur the frame; "tracks" first anonymizes known tracks
         stats: RunStats | None = None,
         adaptive: bool = True,
         owns_detector: bool = True,
@@ -110,10 +110,11 @@ class FrameProcessor:
             else:
                 tracked = self.tracker.predict(frame.index)
         with stats.timed("identity"):
-            tracked = self.identity.resolve(frame.image, tracked)
+            # identity samples only rows the detector measured on this very frame
+            tracked = self.identity.resolve(frame.image, tracked, measured=found is not None)
         with stats.timed("anonymize"):
             self.anonymizer.apply(frame.image, tracked)
-            if detect_now and found is None and self.on_error == "blur_frame":
+            if detect_now and found is None:  # a face that appeared during the failure has no track
                 blur_frame(frame.image)
         self._settle(tracked)
         self._count_faces(tracked)

@@ -251,8 +251,11 @@ def _check_output_path(path: Path) -> None:
     folder = path.parent
     if path.is_dir():
         raise SinkError(f"output is a directory, not a file: {path}")
-    if not folder.is_dir():
-        raise SinkError(f"output folder does not exist: {folder}")
+    if not folder.is_dir():  # fawn run demo -o out/demo.mp4 on a fresh checkout: create out/
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SinkError(f"cannot create the output folder {folder}: {exc.strerror or exc}") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise SinkError(f"output folder is not writable: {folder}")
     if not path.suffix:

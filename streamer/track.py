@@ -43,6 +43,7 @@ class _Track:
     last_frame: int
     hits: int = 1
     missed: int = 0
+    measured: FloatArray | None = None  # cx, cy, w, h of the detection at ``last_frame``
 
     def predicted(self, frame_index: int) -> FloatArray:
         """Centre extrapolated at constant velocity; size held (a shrinking extrapolation could uncover a face)."""
@@ -117,6 +118,7 @@ class SortTracker:
         track.state = (prior + ALPHA * residual).astype(np.float32)
         track.velocity = (track.velocity + BETA * residual / dt).astype(np.float32)
         track.landmarks = _relative_landmarks(dets, di, measured)
+        track.measured = measured
         track.score = float(dets.score[di])
         track.last_frame = frame_index
         track.hits += 1
@@ -125,14 +127,18 @@ class SortTracker:
     def _spawn(self, dets: FaceDetections, di: int, frame_index: int) -> None:
         state = _to_cxcywh(dets.xyxy[di])
         landmarks = _relative_landmarks(dets, di, state)
-        track = _Track(self._next_id, state, np.zeros(4, np.float32), landmarks, float(dets.score[di]), frame_index)
+        track = _Track(self._next_id, state, np.zeros(4, np.float32), landmarks, float(dets.score[di]), frame_index,
+                       measured=state.copy())
         self._next_id += 1
         self._tracks.append(track)
 
     def _emit(self, frame_index: int) -> FaceDetections:
         if not self._tracks:
             return FaceDetections.empty()
-        states = np.stack([t.predicted(frame_index) for t in self._tracks]).astype(np.float32)
+        # a track measured in this frame is emitted at its detection (box and landmarks exactly where the
+        # detector put them): the smoothed estimate lags a moving face, the more so the more frames a
+        # loaded machine drops between two processed ones, and would leave part of the face showing
+        states = np.stack([_emitted_state(t, frame_index) for t in self._tracks]).astype(np.float32)
         lags = np.array([max(0, frame_index - t.last_frame) for t in self._tracks], np.float32)
         coasting = np.array([t.missed > 0 for t in self._tracks])
         # every frame without a measurement (a miss, or a frame the detector skipped) widens the box
@@ -146,6 +152,13 @@ class SortTracker:
             track_id=np.array([t.track_id for t in self._tracks], np.int64),
             coasting=coasting,
         )
+
+
+def _emitted_state(track: _Track, frame_index: int) -> FloatArray:
+    """The measurement for a track detected in ``frame_index``, else its prediction."""
+    if track.measured is not None and track.missed == 0 and track.last_frame == frame_index:
+        return track.measured
+    return track.predicted(frame_index)
 
 
 def _to_cxcywh(box: FloatArray) -> FloatArray:

@@ -61,6 +61,17 @@ def region_mask(region: Region, shape: str, feather: float) -> FloatArray:
     return _ramp(r, feather)[:, :, None]
 
 
+def cover_box(mask: FloatArray, region: Region, padding: float) -> FloatArray:
+    """``mask`` made fully opaque over the detector's box itself: whatever the shape, padding and
+    feather, no pixel of the box (a chin, a forehead, a corner) keeps its original detail."""
+    fx1, fy1, fx2, fy2 = region.full
+    bw, bh = (fx2 - fx1) / (1 + 2 * padding), (fy2 - fy1) / (1 + 2 * padding)
+    x1, y1 = int(np.floor(fx1 + padding * bw)) - region.x1, int(np.floor(fy1 + padding * bh)) - region.y1
+    x2, y2 = int(np.ceil(fx2 - padding * bw)) - region.x1, int(np.ceil(fy2 - padding * bh)) - region.y1
+    mask[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)] = 1.0
+    return mask
+
+
 def _ramp(r: FloatArray, feather: float) -> FloatArray:
     if feather <= 0:
         return (r <= 1.0).astype(np.float32)
@@ -70,7 +81,7 @@ def _ramp(r: FloatArray, feather: float) -> FloatArray:
 class RegionAnonymizer(ABC):
     """Base for anonymizers that replace each face region with a filtered version of itself."""
 
-    def __init__(self, padding: float = 0.25, feather: float = 0.15, shape: str = "ellipse") -> None:
+    def __init__(self, padding: float = 0.4, feather: float = 0.15, shape: str = "ellipse") -> None:
         self.padding = padding
         self.feather = feather
         self.shape = shape
@@ -80,7 +91,7 @@ class RegionAnonymizer(ABC):
         for region in face_regions(dets, image.shape, self.padding):
             roi = image[region.y1 : region.y2, region.x1 : region.x2]
             replaced = self.filter(roi, region)
-            mask = region_mask(region, self.shape, self.feather)
+            mask = cover_box(region_mask(region, self.shape, self.feather), region, self.padding)
             blended = roi.astype(np.float32) * (1.0 - mask) + replaced.astype(np.float32) * mask
             roi[...] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
         return image

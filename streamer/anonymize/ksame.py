@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from streamer.align import DLIB_TEMPLATE_150, similarity_transform
+from streamer.align import DLIB_TEMPLATE_150, ellipse_covers_box, similarity_transform
 from streamer.anonymize.base import Anonymizer
 from streamer.anonymize.filters import BlurAnonymizer
 from streamer.config import AnonymizerConfig, DetectorConfig, IdentityConfig, KSameConfig
@@ -60,11 +60,16 @@ def chip_template(size: int, padding: float) -> FloatArray:
     return ((unpadded + padding) / (1 + 2 * padding) * size).astype(np.float32)
 
 
-def face_mask(size: int, padding: float, feather: float) -> FloatArray:
-    """Feathered face ellipse in a chip, [size, size, 1] in [0, 1]."""
+def face_ellipse(size: int, padding: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Centre and radii (chip pixels) of the face ellipse in a ``size`` px chip at ``padding``."""
     scale = size / (1 + 2 * padding)
     cx, cy = ((c + padding) * scale for c in FACE_CENTER)
-    rx, ry = (r * scale for r in FACE_RADII)
+    return (cx, cy), (FACE_RADII[0] * scale, FACE_RADII[1] * scale)
+
+
+def face_mask(size: int, padding: float, feather: float) -> FloatArray:
+    """Feathered face ellipse in a chip, [size, size, 1] in [0, 1] (opaque inside ``1 - feather`` of the radii)."""
+    (cx, cy), (rx, ry) = face_ellipse(size, padding)
     ys = (np.arange(size, dtype=np.float32) + 0.5 - cy) / ry
     xs = (np.arange(size, dtype=np.float32) + 0.5 - cx) / rx
     r = np.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
@@ -190,7 +195,10 @@ class KSameAnonymizer:
     """``Anonymizer`` replacing every non-visible face with its k-Same cluster's average face.
 
     ``fallback`` hides the rare face that cannot be aligned (degenerate landmarks);
-    privacy fails closed.
+    a face whose pasted average would not cover its detector box (checked with
+    :func:`~streamer.align.ellipse_covers_box`, as the diffusion anonymizer does)
+    is hidden by ``fallback`` first and the average pasted over it, so no part of
+    the box shows the real face; privacy fails closed.
     """
 
     def __init__(self, gallery: KSameGallery, embedder: _Embedder, fallback: Anonymizer, feather: float = 0.15) -> None:
@@ -199,6 +207,9 @@ class KSameAnonymizer:
         self.fallback = fallback
         self.template = chip_template(gallery.size, gallery.padding)
         self.mask = face_mask(gallery.size, gallery.padding, feather)
+        center, radii = face_ellipse(gallery.size, gallery.padding)
+        opaque = max(0.0, 1.0 - feather)
+        self._opaque = center, (radii[0] * opaque, radii[1] * opaque)  # where the paste hides everything
         self._tracks: dict[int, _TrackState] = {}
         self._calls = 0
 
@@ -214,16 +225,19 @@ class KSameAnonymizer:
             unaligned[hide] = True
         else:
             clusters = self.clusters_for(image, dets, hide)
-            for i in hide:
-                matrix = _chip_matrix(dets.landmarks[i], self.template)
-                if matrix is None:
-                    unaligned[i] = True
-                    continue
-                self.paste(image, int(clusters[i]), matrix)
+            matrices = {int(i): _chip_matrix(dets.landmarks[i], self.template) for i in hide}
+            unaligned[[i for i, m in matrices.items() if m is None]] = True
+            uncovered = np.zeros(len(dets), bool)
+            uncovered[[i for i, m in matrices.items() if m is not None and not ellipse_covers_box(dets.xyxy[i], m, *self._opaque)]] = True
+            if uncovered.any():  # the average face alone would leave part of the real one showing
+                log.debug("k-Same: %d face(s) the paste does not cover: blurred under the paste", int(uncovered.sum()))
+                self.fallback.apply(image, dets[uncovered])
+            for i, matrix in matrices.items():
+                if matrix is not None:
+                    self.paste(image, int(clusters[i]), matrix)
         if unaligned.any():
             log.warning("k-Same: %d face(s) without usable landmarks: blurred instead", int(unaligned.sum()))
-            rest = dets[unaligned]
-            self.fallback.apply(image, rest)
+            self.fallback.apply(image, dets[unaligned])
         self._forget()
         return image
 

@@ -173,14 +173,14 @@ def _prepare(options: BatchOptions) -> tuple[uris.Collection, WorkerSetup, str]:
         if set(uris.protocols(fs)) & uris.PROCESS_LOCAL:
             raise ConfigError(f"{uri}: this filesystem lives in one process; Ray workers cannot see it")
     collection = uris.list_videos(options.input_uri, exclude=options.output_uri)
-    gallery = _gallery_bytes(options.config)
+    gallery = gallery_bytes(options.config)
     cpus, _ = worker_resources(options)
     setup = WorkerSetup(options.config, gallery, threads=max(1, int(cpus)))
     validate_setup(setup)
     return collection, setup, mf.config_hash(options.config, gallery)
 
 
-def _gallery_bytes(cfg: PipelineConfig) -> bytes | None:
+def gallery_bytes(cfg: PipelineConfig) -> bytes | None:
     path = cfg.identity.gallery
     if path is None:
         return None

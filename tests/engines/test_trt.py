@@ -85,3 +85,147 @@ def test_detector_engine_runs_through_the_detector(tmp_path: Path) -> None:
     engine = engines.create("tensorrt", art.path)
     out = engine.run({engine.inputs[0].name: np.zeros((1, 3, 480, 640), np.float32)})
     assert [v.shape[1] for v in out.values()] == [1, 2, 2, 10]
+
+
+class _FakeTensor:
+    def __init__(self, value: np.ndarray) -> None:
+        self.value = np.asarray(value)
+        self.shape = self.value.shape
+
+    def to(self, *_: object) -> _FakeTensor:
+        return self
+
+    def contiguous(self) -> _FakeTensor:
+        return self
+
+    def data_ptr(self) -> int:
+        return id(self)
+
+    def record_stream(self, _stream: object) -> None:
+        pass
+
+    def cpu(self) -> _FakeTensor:
+        return self
+
+    def numpy(self) -> np.ndarray:
+        return self.value
+
+
+class _FakeTorch:
+    """Just what ``TensorRTEngine`` calls on torch, on the CPU."""
+
+    float32 = "float32"
+
+    def __init__(self) -> None:
+        self.cuda = self
+        self.cuda_stream = 0
+
+    def as_tensor(self, value: object) -> _FakeTensor:
+        return value if isinstance(value, _FakeTensor) else _FakeTensor(np.asarray(value))
+
+    from_numpy = as_tensor
+
+    def empty(self, shape: tuple[int, ...], **_: object) -> _FakeTensor:
+        return _FakeTensor(np.zeros(shape, np.float32))
+
+    def current_stream(self, _device: object) -> _FakeTorch:
+        return self
+
+    def synchronize(self) -> None:
+        pass
+
+
+class _FakeContext:
+    """One TensorRT execution context: shapes and addresses are its state; ``execute`` reads them.
+
+    The output is the input times two, computed from the *bound* addresses, so a
+    caller whose bindings another thread replaced gets someone else's result."""
+
+    def __init__(self, tensors: dict[int, _FakeTensor]) -> None:
+        self.tensors, self.bound = tensors, {}
+        self.inside, self.overlaps = 0, 0
+
+    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+        import time
+
+        self.inside += 1
+        self.overlaps += self.inside > 1
+        self.shape = shape
+        time.sleep(0.002)  # widen the window between binding and running
+        return True
+
+    def set_tensor_address(self, name: str, address: int) -> None:
+        self.bound[name] = address
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        return self.shape
+
+    def execute_async_v3(self, _stream: int) -> bool:
+        import time
+
+        time.sleep(0.002)
+        self.tensors[self.bound["y"]].value[...] = self.tensors[self.bound["x"]].value * 2
+        self.inside -= 1
+        return True
+
+
+def test_one_context_is_used_by_one_thread_at_a_time() -> None:
+    """A shared embedder is called from several stream threads: results must stay each caller's own."""
+    import threading
+
+    from engines.trt import TensorRTEngine
+
+    fake_torch = _FakeTorch()
+    tensors: dict[int, _FakeTensor] = {}
+    make = fake_torch.as_tensor
+    empty = fake_torch.empty
+
+    def tracked_make(value: object) -> _FakeTensor:
+        t = make(value)
+        tensors[id(t)] = t
+        return t
+
+    def tracked_empty(shape: tuple[int, ...], **kw: object) -> _FakeTensor:
+        t = empty(shape, **kw)
+        tensors[id(t)] = t
+        return t
+
+    fake_torch.as_tensor = fake_torch.from_numpy = tracked_make  # type: ignore[method-assign]
+    fake_torch.empty = tracked_empty  # type: ignore[method-assign]
+    engine = TensorRTEngine.__new__(TensorRTEngine)
+    engine._torch, engine.device = fake_torch, "cuda"
+    engine._context = context = _FakeContext(tensors)
+    engine._engine = type("E", (), {"get_tensor_profile_shape": lambda self, name, i: ((1, 4), None, (8, 4))})()
+    engine.inputs = [engines.TensorSpec("x", (None, 4), "float32")]
+    engine.outputs = [engines.TensorSpec("y", (None, 4), "float32")]
+    engine._lock = threading.Lock()
+    wrong: list[int] = []
+
+    def caller(k: int) -> None:
+        for _ in range(20):
+            x = np.full((2, 4), k, np.float32)
+            if not np.array_equal(engine.run({"x": x})["y"], x * 2):
+                wrong.append(k)
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert context.overlaps == 0 and not wrong, f"{context.overlaps} interleaved calls, wrong results for {wrong}"
+
+
+def test_onnxruntime_twin_gives_equal_results_under_concurrent_calls() -> None:
+    """The ORT engine (the TensorRT engine's CPU twin) called from several threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = engines.create("onnxruntime", engines.builtin_model("dlib-resnet"), threads=1)
+    spec = engine.inputs[0]
+    rng = np.random.default_rng(0)
+    batches = [rng.random((1, *[int(d) for d in spec.shape[1:]]), dtype=np.float32) * 255 for _ in range(6)]
+    expected = [engine.run({spec.name: b}) for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda b: engine.run({spec.name: b}), batches * 3))
+    for i, out in enumerate(got):
+        for name, value in out.items():
+            np.testing.assert_allclose(value, expected[i % len(batches)][name], rtol=1e-5, atol=1e-5)

@@ -64,3 +64,17 @@ def test_small_faces_are_blurred_beyond_recognition_too(size: int) -> None:
     frame, gt = next(demo.render(spec))
     out = create_anonymizer(AnonymizerConfig()).apply(frame.copy(), _faces(gt))
     assert all(verify.face_hidden(frame, out, box) for box in gt)
+
+
+@pytest.mark.parametrize("method", ["blur", "pixelate", "solid"])
+def test_every_pixel_of_the_box_is_replaced_whatever_the_padding(method: str) -> None:
+    """A small padding puts the box corners on the ellipse's feathered edge: they are still fully replaced."""
+    frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    box = np.array([[100, 60, 180, 160]], np.float32)
+    cfg = AnonymizerConfig(method=method, padding=0.0, feather=0.3, color=(0, 0, 0))
+    out = create_anonymizer(cfg).apply(frame.copy(), _faces(box))
+    corner = (slice(60, 64), slice(100, 104))  # the box's top-left corner, outside the ellipse
+    assert verify.face_hidden(frame, out, box[0])
+    assert not np.array_equal(out[corner], frame[corner])
+    if method == "solid":
+        assert (out[60:160, 100:180] == 0).all()

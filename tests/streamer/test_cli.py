@@ -64,8 +64,8 @@ def _fawn(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     [
         (lambda d: d / "missing.mp4", "not found"),
         (lambda d: d, "no video files"),
-        (lambda d: (d / "notes.mp4").write_text("hello, not a video") and d / "notes.mp4", ""),
-        (lambda d: (d / "empty.mp4").write_bytes(b"") or d / "empty.mp4", ""),
+        (lambda d: (d / "notes.mp4").write_text("hello, not a video") and d / "notes.mp4", "not a readable video file"),
+        (lambda d: (d / "empty.mp4").write_bytes(b"") or d / "empty.mp4", "input file is empty"),
     ],
 )
 def test_bad_inputs_one_line_error(tmp_path: Path, make: object, needle: str) -> None:
@@ -75,7 +75,7 @@ def test_bad_inputs_one_line_error(tmp_path: Path, make: object, needle: str) ->
     errors = [line for line in result.stderr.splitlines() if line.startswith("fawn: error:")]
     assert len(errors) == 1, result.stderr
     assert "Traceback" not in result.stderr
-    assert needle in errors[0]
+    assert needle and needle in errors[0]
 
 
 def test_bad_config_rejected_before_models_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -92,8 +92,38 @@ def test_bad_config_rejected_before_models_load(tmp_path: Path, monkeypatch: pyt
 
 
 def test_bad_output_folder(tmp_path: Path) -> None:
-    result = _fawn("run", "demo", "-o", str(tmp_path / "no" / "such" / "dir" / "o.mp4"), "--no-progress")
-    assert result.returncode != 0 and "fawn: error:" in result.stderr and "Traceback" not in result.stderr
+    (tmp_path / "afile").write_text("a file where the output folder should be")
+    result = _fawn("run", "demo", "-o", str(tmp_path / "afile" / "dir" / "o.mp4"), "--no-progress")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "fawn: error: cannot create the output folder" in result.stderr
+
+
+def test_missing_output_folders_are_created(tmp_path: Path) -> None:
+    """``fawn run demo -o out/demo.mp4`` on a fresh checkout, where ``out/`` does not exist."""
+    out = tmp_path / "out" / "demo.mp4"
+    assert main(["run", "demo", "-o", str(out), "--max-frames", "5", "--no-progress"]) == 0
+    assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_output_equal_to_the_input_is_refused_before_anything_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], link: bool
+) -> None:
+    source = tmp_path / "a.mp4"
+    assert main(["run", "demo", "-o", str(source), "--max-frames", "5", "--no-progress"]) == 0
+    data = source.read_bytes()
+    output = tmp_path / "alias.mp4" if link else source
+    if link:
+        output.symlink_to(source)
+
+    def no_models(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded before the output was checked")
+
+    monkeypatch.setattr(engines, "create", no_models)
+    capsys.readouterr()
+    assert main(["run", str(source), "-o", str(output), "--no-progress"]) == 2
+    assert "is the input file" in capsys.readouterr().err
+    assert source.read_bytes() == data  # not truncated
 
 
 def test_doctor_reports_cpu_provider_and_models() -> None:

@@ -325,3 +325,58 @@ def test_coasting_rows_are_hidden_while_a_recheck_is_pending(four_people: Clip, 
     assert all(grace[i].coasting and grace[i].visible for i in range(30, due[0]))
     assert all(grace[i].coasting and not grace[i].visible and grace[i].hidden for i in range(due[0], 42))
     assert grace[42].visible  # detected again: confirmed at once
+
+
+class FrameReplayDetector:
+    """The real detector's results replayed for the frame the test is on (the stride skips some)."""
+
+    def __init__(self, detections: list[FaceDetections]) -> None:
+        self.detections, self.frame, self.detected = detections, 0, set()
+
+    def detect(self, image: Image) -> FaceDetections:
+        self.detected.add(self.frame)
+        d = self.detections[self.frame]
+        assert d.landmarks is not None
+        return FaceDetections(d.xyxy.copy(), d.score.copy(), d.landmarks.copy())
+
+
+@pytest.mark.parametrize("mode", ["exempt", "target"])
+def test_identity_samples_only_measured_detections_with_a_detector_stride(
+    four_people: Clip, gallery: Path, tmp_path: Path, mode: str
+) -> None:
+    """``every_n: 2`` (cctv, webrtc): frames the detector skips carry predicted boxes; sampling them
+    gives misaligned crops (a low score decides "unknown" = shown in target mode). Only measured rows are sampled."""
+    cfg = load_config(None, {**_exempt(gallery), "identity.mode": mode, "detector.every_n": 2})
+    stats = RunStats()
+    resolver = create_identity(cfg.identity, stats)
+    assert isinstance(resolver, TrackIdentityResolver)
+    sampled: list[int] = []
+    embed = resolver.embedder.embed
+
+    def spy(crops: list[Image]) -> Any:
+        sampled.append(replay.frame)
+        return embed(crops)
+
+    resolver.embedder.embed = spy  # type: ignore[method-assign]
+    replay = FrameReplayDetector(four_people.detections)
+    processor = FrameProcessor(replay, SortTracker(), resolver, create_anonymizer(AnonymizerConfig()),
+                               every_n=2, stats=stats)
+    seen = []
+    for index, (image, truth) in enumerate(four_people.frames):
+        replay.frame = index
+        frame = Frame(image.copy(), index)
+        dets = processor.process(frame)
+        seen.append([_match(dets, box, verify.face_hidden(image, frame.image, box)) for box in truth])
+    resolver.close()
+    skipped = set(range(len(four_people.frames))) - replay.detected
+    assert len(skipped) >= len(four_people.frames) // 3, "the stride skips frames"
+    assert sampled, "identity sampled nothing"
+    assert not set(sampled) & skipped, f"sampled on frames the detector skipped: {sorted(set(sampled) & skipped)}"
+    grace = [frame[0] for frame in seen]
+    strangers = [[frame[k] for frame in seen] for k in (1, 2, 3)]
+    if mode == "exempt":
+        assert grace[-1].identity == "registered:grace" and grace[-1].visible
+        assert all(s.hidden for actor in strangers for s in actor)
+    else:
+        assert all(s.hidden and not s.visible for s in grace)
+        assert all(actor[-1].identity == "unknown" and actor[-1].visible for actor in strangers)

@@ -76,7 +76,20 @@ def test_detector_errors_with_tracks_only_mode_still_hide_known_tracks(
 ) -> None:
     proc = _processor(FailingDetector(detector, {10, 11, 12}), on_error="tracks")
     report = _run(proc, demo_frames[:20])
+    assert report.faces >= 20
     assert report.recall == 1.0
+
+
+def test_tracks_mode_hides_a_face_that_appears_while_the_detector_fails(
+    detector: CenterFaceDetector, demo_frames: list[tuple[Image, np.ndarray]]
+) -> None:
+    """No track exists for a face first seen during a failure: ``tracks`` blurs the frame all the same."""
+    failing = {0, 1, 2, 3}  # the faces appear in frame 0, while the detector fails
+    proc = _processor(FailingDetector(detector, failing), on_error="tracks")
+    report = _run(proc, demo_frames[:8])
+    assert report.faces >= 8
+    assert report.recall == 1.0, f"leaked in frames {report.leaked_frames}"
+    assert proc.stats.detector_errors == len(failing)
 
 
 def test_stats_count_tracks_and_faces(detector: CenterFaceDetector, demo_frames: list[tuple[Image, np.ndarray]]) -> None:
@@ -107,7 +120,7 @@ class _FailingStage:
     def __init__(self, inner: object, method: str, fail_on: set[int]) -> None:
         self.inner, self.method, self.fail_on, self.calls = inner, method, fail_on, 0
 
-    def resolve(self, image: Image, dets: object) -> object:
+    def resolve(self, image: Image, dets: object, measured: bool = True) -> object:
         return self._call("resolve", image, dets)
 
     def apply(self, image: Image, dets: object) -> object:

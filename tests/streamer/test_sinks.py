@@ -185,7 +185,7 @@ def test_null_sink_counts_frames_and_ignores_packets() -> None:
 @pytest.mark.parametrize(
     "name, words",
     [
-        ("missing folder", "folder does not exist"),
+        ("a file for a folder", "cannot create the output folder"),
         ("a directory", "is a directory"),
         ("unknown container", "unknown container '.xyz'"),
         ("no extension", "no extension"),
@@ -194,17 +194,28 @@ def test_null_sink_counts_frames_and_ignores_packets() -> None:
 )
 def test_bad_output_raises_sink_error(name: str, words: str, tmp_path: Path) -> None:
     spec = {
-        "missing folder": tmp_path / "no" / "such" / "out.mp4",
+        "a file for a folder": tmp_path / "afile" / "out.mp4",
         "a directory": tmp_path,
         "unknown container": tmp_path / "out.xyz",
         "no extension": tmp_path / "out",
         "unwritable place": Path("/proc/fawn-test-output.mp4"),
     }[name]
+    (tmp_path / "afile").write_text("a file, not a folder")
     start = time.monotonic()
     with pytest.raises(SinkError) as info:
         open_sink(str(spec), info_for(), IO)
     assert time.monotonic() - start < 2.0
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_output_folders_are_created(tmp_path: Path) -> None:
+    """``fawn run demo -o out/demo.mp4`` on a fresh checkout (no ``out/``)."""
+    path = tmp_path / "out" / "day1" / "demo.mp4"
+    sink = open_sink(str(path), info_for(), IO)
+    sink.write(Frame(np.zeros((240, 320, 3), np.uint8), 0))
+    sink.close()
+    with av.open(str(path)) as container:
+        assert len(list(container.decode(video=0))) == 1
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write to a read-only-mode folder")

@@ -52,3 +52,18 @@ def test_predict_between_detections_and_reset() -> None:
     assert len(tracker.predict(1)) == 1
     tracker.reset()
     assert len(tracker.predict(2)) == 0
+
+
+def test_a_detected_face_is_emitted_at_its_detection_not_the_lagging_estimate() -> None:
+    """A loaded machine drops frames between processed ones: a new track's face jumps 30 px per processed
+    frame, and the smoothed estimate lags behind it. The emitted box and landmarks are the detection's."""
+    tracker = SortTracker()
+    for k, frame in enumerate([0, 3, 6, 9]):  # frames 1-2, 4-5, 7-8 were dropped
+        x = 100 + 30 * k
+        box = [x, 100, x + 40, 150]
+        landmarks = np.array([[[x + 12, 118], [x + 28, 118], [x + 20, 128], [x + 14, 138], [x + 26, 138]]], np.float32)
+        out = tracker.update(FaceDetections(np.array([box], np.float32), np.array([0.9]), landmarks), frame)
+        assert out.track_id is not None and out.track_id.tolist() == [1]
+        np.testing.assert_allclose(out.xyxy[0], box, atol=1e-3)
+        assert out.landmarks is not None
+        np.testing.assert_allclose(out.landmarks[0], landmarks[0], atol=1e-3)

@@ -17,7 +17,12 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from streamer.align import ARCFACE_TEMPLATE_112, similarity_transform, transform_points
+from streamer.align import (
+    ARCFACE_TEMPLATE_112,
+    ellipse_covers_box,
+    similarity_transform,
+    transform_points,
+)
 from streamer.types import FloatArray, Image
 
 Matrix = npt.NDArray[np.float64]
@@ -81,13 +86,8 @@ def covers(box: FloatArray, matrix: Matrix, size: int, inset: float = 0.9) -> bo
     If not (odd landmarks, a box much larger than the landmarks say), the
     synthetic face would leave part of the real face showing: blur instead.
     """
-    x1, y1, x2, y2 = (float(v) for v in box)
-    cx, cy, rx, ry = (x1 + x2) / 2, (y1 + y2) / 2, inset * (x2 - x1) / 2, inset * (y2 - y1) / 2
-    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
-    points = np.stack([cx + rx * np.cos(angles), cy + ry * np.sin(angles)], axis=1).astype(np.float32)
-    unit = transform_points(matrix, points) / size
-    r = np.sqrt(((unit[:, 0] - MASK_CENTER[0]) / MASK_RADII[0]) ** 2 + ((unit[:, 1] - MASK_CENTER[1]) / MASK_RADII[1]) ** 2)
-    return bool(np.all(r <= 1.0))
+    center = (MASK_CENTER[0] * size, MASK_CENTER[1] * size)
+    return ellipse_covers_box(box, matrix, center, (MASK_RADII[0] * size, MASK_RADII[1] * size), inset)
 
 
 @dataclass(frozen=True)

@@ -158,3 +158,20 @@ def test_faces_without_landmarks_fall_back_to_blur(gallery, embedder, demo_frame
     anonymizer = KSameAnonymizer(gallery, embedder, BlurAnonymizer())
     out = anonymizer.apply(image.copy(), FaceDetections(gt, np.ones(len(gt))))
     assert all(verify.face_hidden(image, out, box) for box in gt)
+
+
+def test_a_paste_that_misses_part_of_the_box_falls_back_to_blur(gallery, embedder, demo_frames, detector) -> None:  # type: ignore[no-untyped-def]
+    """Landmarks squeezed into the box's top-left quarter: the average face would cover only that
+    quarter and leave the rest of the real face showing; the whole box is blurred instead."""
+    image, _ = demo_frames[0]
+    dets = detector.detect(image)
+    assert len(dets) >= 1 and dets.landmarks is not None
+    box = dets.xyxy[:1]
+    x1, y1 = box[0, :2]
+    squeezed = (dets.landmarks[:1] - np.array([x1, y1])) * 0.4 + np.array([x1, y1])
+    anonymizer = KSameAnonymizer(gallery, embedder, BlurAnonymizer())
+    out = anonymizer.apply(image.copy(), FaceDetections(box, dets.score[:1], squeezed, track_id=np.array([1])))
+    x1, y1, x2, y2 = (int(v) for v in box[0])
+    lower_right = np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2, y2], np.float32)
+    assert verify.face_hidden(image, out, lower_right), "the part of the face the paste missed is still showing"
+    assert verify.face_hidden(image, out, box[0])
