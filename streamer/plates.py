@@ -6,9 +6,10 @@ returns :class:`~streamer.types.FaceDetections` rows of ``kind == "plate"``.
 :class:`PlateStage` is what the frame processor calls after the face stages: it
 detects (every ``every_n`` frames), tracks with its own tracker (a plate never
 matches a face track), and anonymizes every plate row. Identity never applies.
-Fail closed as faces do: a detector error or timeout blurs the whole frame
-(``on_error: blur_frame``) or the known plate tracks (``tracks``); a plate the
-detector misses keeps being anonymized while its track coasts.
+Fail closed as faces do: a detector error or timeout blurs the whole frame in
+both ``on_error`` modes (a plate that appeared during the failure has no track;
+the known plate tracks are anonymized first); a plate the detector misses keeps
+being anonymized while its track coasts.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ class PlateStage:
             tracked = self.tracker.update(found, frame.index) if found is not None else self.tracker.predict(frame.index)
             plates = _as_plates(tracked)
             self.anonymizer.apply(frame.image, plates)
-            if due and found is None and self.on_error == "blur_frame":
+            if due and found is None:  # fail closed in every on_error mode
                 # imported here: streamer.processor imports this module
                 from streamer.processor import blur_frame
 

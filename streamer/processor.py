@@ -196,6 +196,8 @@ def build_processor(
     cfg: PipelineConfig, stats: RunStats | None = None, shared: SharedModels | None = None
 ) -> FrameProcessor:
     """Load the models and stages a config names (or take them from ``shared``)."""
+    stats = stats if stats is not None else RunStats()
+    plates = create_plate_stage(cfg, stats)  # first: a missing plate model fails before other loads
     detector: Detector
     if shared is not None:
         detector = shared.detector
@@ -205,10 +207,9 @@ def build_processor(
         detector = create_detector(cfg.detector)
     t = cfg.tracker
     tracker = SortTracker(t.max_coast, t.iou_threshold, t.max_center_jump, t.box_grow_per_frame)
-    stats = stats if stats is not None else RunStats()
     identity = create_identity(cfg.identity, stats, shared.embedder if shared is not None else None)
     anonymizer = create_anonymizer(cfg.anonymizer, ksame=cfg.ksame, identity=cfg.identity, diffusion=cfg.diffusion)
     return FrameProcessor(
         detector, tracker, identity, anonymizer, cfg.detector.every_n, cfg.on_error, stats, cfg.detector.adaptive,
-        owns_detector=shared is None, plates=create_plate_stage(cfg, stats),
+        owns_detector=shared is None, plates=plates,
     )
