@@ -140,9 +140,12 @@ class IOConfig:
     stall_after: float = 0.5
     stall_fill: str = _choice("hold", STALL_FILLS)
     hold_for: float = 5.0
+    jpeg_quality: int = 95  # image-sequence outputs (JPEG/WebP); PNG/BMP/TIFF are lossless
+    keep_metadata: bool = False  # image sequences: keep EXIF (GPS, camera) in the outputs
 
     def __post_init__(self) -> None:
         _require(self.queue_size >= 1, "io.queue_size", "must be >= 1")
+        _require(1 <= self.jpeg_quality <= 100, "io.jpeg_quality", "must be in [1, 100]")
         _require(0 <= self.crf <= 51, "io.crf", "must be in [0, 51]")
         _require(self.reconnect_attempts >= 0, "io.reconnect_attempts", "must be >= 0")
         _require(self.reconnect_backoff >= 0, "io.reconnect_backoff", "must be >= 0")
@@ -154,6 +157,16 @@ class IOConfig:
 
 
 IDENTITY_MODELS = ("dlib-resnet", "arcface")
+ANNOTATION_FORMATS = ("jsonl", "coco")
+
+
+@dataclass(frozen=True)
+class AnnotationsConfig:
+    """The record of what was hidden (``--annotations``): every anonymized region per frame,
+    as JSON Lines or one COCO JSON. ``path`` null: no record."""
+
+    path: str | None = None
+    format: str = _choice("jsonl", ANNOTATION_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -322,6 +335,7 @@ class PipelineConfig:
     io: IOConfig = field(default_factory=IOConfig)
     ksame: KSameConfig = field(default_factory=KSameConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    annotations: AnnotationsConfig = field(default_factory=AnnotationsConfig)
     # detector failure on a frame: blur the whole frame, or only the known tracks
     on_error: str = _choice("blur_frame", ON_ERROR)
     streams: tuple[StreamConfig, ...] = ()
