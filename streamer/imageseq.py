@@ -46,8 +46,9 @@ _LOSSLESS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 
 def natural_key(name: str) -> tuple[Any, ...]:
     """Sort key that orders digit runs by value: ``frame_2`` < ``frame_10``."""
-    return tuple((0, int(part), part) if part.isdigit() else (1, part.lower(), part)
-                 for part in re.split(r"(\d+)", name) if part)
+    parts = tuple((0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+                  for part in re.split(r"(\d+)", name) if part)
+    return (*parts, (2, 0, name))  # ties (frame_01, frame_1; case) broken by the name itself
 
 
 def is_image(path: Path) -> bool:
@@ -84,8 +85,8 @@ def read_image(path: Path) -> tuple[Image, dict[str, Any]]:
     try:
         with PILImage.open(path) as img:
             img.load()
-            meta = _metadata(img)
             upright = ImageOps.exif_transpose(img) or img
+            meta = _metadata(img)  # after the transpose: it drops the orientation tag
             mode = upright.mode
             alpha = np.asarray(upright.getchannel("A")) if "A" in upright.getbands() else None
             rgb = np.asarray(upright.convert("RGB"))
