@@ -163,7 +163,8 @@ ANNOTATION_FORMATS = ("jsonl", "coco")
 @dataclass(frozen=True)
 class AnnotationsConfig:
     """The record of what was hidden (``--annotations``): every anonymized region per frame,
-    as JSON Lines or one COCO JSON. ``path`` null: no record."""
+    as JSON Lines or one COCO JSON. ``path`` null: no record. In ``fawn batch`` any path turns
+    the record on and each item's record is written next to its output (``OUT.annotations.jsonl``)."""
 
     path: str | None = None
     format: str = _choice("jsonl", ANNOTATION_FORMATS)
