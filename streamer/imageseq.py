@@ -149,6 +149,8 @@ class ImageSequenceSink:
         self.frames_written = 0
         if self.folder.suffix.lower() in IMAGE_SUFFIXES or self.folder.is_file():
             raise SinkError(f"an image sequence needs an output folder, got the file '{folder}'")
+        if self.folder.resolve() == Path(info.name).resolve():
+            raise SinkError(f"the output folder is the input folder ({folder}): that would overwrite the frames")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -161,3 +162,26 @@ def test_bad_sequences_fail_with_one_line_errors(tmp_path: Path) -> None:
         ImageSequenceSink(str(tmp_path / "out.jpg"), source.info, IOConfig())
     with pytest.raises(Exception, match="io.jpeg_quality"):
         IOConfig(jpeg_quality=0)
+
+
+def test_output_folder_must_not_be_the_input_and_a_corrupt_frame_stops_the_run(tmp_path: Path) -> None:
+    seq = write_sequence(tmp_path / "seq", n=2, width=320, height=240)
+    before = (seq.folder / seq.names[0]).read_bytes()
+    with pytest.raises(SinkError, match="would overwrite the frames"):
+        run(str(seq.folder), str(seq.folder), load_config(None), RunOptions(progress=False))
+    assert (seq.folder / seq.names[0]).read_bytes() == before
+    (seq.folder / "frame_3.jpg").write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(SourceError, match="not a readable image: .*frame_3.jpg"):
+        run(str(seq.folder), str(tmp_path / "out"), load_config(None), RunOptions(progress=False))
+
+
+def test_a_sequence_can_be_encoded_to_a_video(tmp_path: Path) -> None:
+    seq = write_sequence(tmp_path / "seq", n=3, width=640, height=360)
+    out = tmp_path / "drive.mp4"
+    stats = run(str(seq.folder), str(out), load_config("dashcam"), RunOptions(progress=False))
+    assert stats.frames_out == 3 and out.stat().st_size > 0
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert len(frames) == 3 and frames[0].shape == (360, 640, 3)
+    report = verify.face_recall(zip(seq.frames, frames, seq.boxes))
+    assert report.faces == 9 and report.recall == 1.0
