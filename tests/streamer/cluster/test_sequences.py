@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import fsspec
+import numpy as np
 import pytest
 
 from streamer import verify
 from streamer.cli import main
 from streamer.cluster import uris
 from streamer.cluster.manifest import DONE, MANIFEST_NAME, read_rows
+from streamer.cluster.worker import FileAnonymizer, FileTask, WorkerSetup
+from streamer.config import load_config
 from streamer.errors import SourceError
 from tests.streamer.cluster.conftest import RayCluster
 from tests.streamer.cluster.helpers import face_recall, write_clip
@@ -112,3 +117,35 @@ def test_batch_on_a_local_ray_instance_with_file_uris(footage: tuple[Path, dict[
                  "--jpeg-quality", "90", "--summary-json", str(tmp_path / "s.json")]) == 0
     assert json.loads((tmp_path / "s.json").read_text())["done"] == [rel]
     _check_sequence(out / rel, seqs[rel])
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[FileAnonymizer]:
+    worker = FileAnonymizer(WorkerSetup(load_config("dashcam"), threads=1))
+    yield worker
+    worker.close()
+
+
+def test_worker_sequence_through_an_object_store(session: FileAnonymizer, tmp_path: Path) -> None:
+    """memory:// stands for s3:// and the like: images downloaded, anonymized, uploaded, moved into place."""
+    seq = write_sequence(tmp_path / "seq", n=2, width=640, height=360)
+    fs = fsspec.filesystem("memory")
+    for name in seq.names:
+        fs.pipe_file(f"/fawn-seq/in/d1/cam/{name}", (seq.folder / name).read_bytes())
+    result = session.process(FileTask("d1/cam", "memory://fawn-seq/in/d1/cam", "memory://fawn-seq/out/d1/cam"))
+    assert result.ok, result.error
+    assert result.frames == 2 and result.input_sha256 == uris.unit_sha256(*uris.resolve(str(seq.folder)))
+    assert fs.ls("/fawn-seq/out/d1", detail=False) == ["/fawn-seq/out/d1/cam"]  # no partial folder left
+    outputs = [cv2.imdecode(np.frombuffer(fs.cat_file(f"/fawn-seq/out/d1/cam/{n}"), np.uint8), cv2.IMREAD_COLOR)
+               for n in seq.names]
+    report = verify.face_recall(zip(seq.frames, outputs, seq.boxes))
+    assert report.faces == 6 and report.recall == 1.0
+    fs.rm("/fawn-seq", recursive=True)
+
+
+def test_worker_broken_sequence_fails_and_leaves_no_output(session: FileAnonymizer, tmp_path: Path) -> None:
+    seq = write_sequence(tmp_path / "seq", n=2, width=320, height=240)
+    (seq.folder / "frame_3.jpg").write_bytes(b"\xff\xd8 truncated")
+    result = session.process(FileTask("seq", str(seq.folder), str(tmp_path / "out" / "seq")))
+    assert not result.ok and "frame_3.jpg" in (result.error or "")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
