@@ -42,7 +42,12 @@ class BatchResult:
 
 
 def find_videos(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not _is_partial(p))
+    """Every video under ``root`` and every folder below it that directly holds images (one sequence each)."""
+    from streamer.imageseq import folder_kind
+
+    videos = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not _is_partial(p)]
+    folders = [p for p in root.rglob("*") if p.is_dir() and not _is_partial(p) and folder_kind(p) == "sequence"]
+    return sorted(videos + folders)
 
 
 def _is_partial(path: Path) -> bool:

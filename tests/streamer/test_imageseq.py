@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import av
@@ -185,3 +186,16 @@ def test_a_sequence_can_be_encoded_to_a_video(tmp_path: Path) -> None:
     assert len(frames) == 3 and frames[0].shape == (360, 640, 3)
     report = verify.face_recall(zip(seq.frames, frames, seq.boxes))
     assert report.faces == 9 and report.recall == 1.0
+
+
+def test_fawn_run_on_a_folder_of_drives_does_each_sequence_and_resumes(tmp_path: Path) -> None:
+    drives = tmp_path / "drives"
+    seqs = {rel: write_sequence(drives / rel, n=2, width=640, height=360) for rel in ("d1/cam0", "d2/cam0")}
+    out = tmp_path / "anon"
+    assert main(["run", str(drives), "-o", str(out), "--no-progress", "--stats-json", str(tmp_path / "s.json")]) == 0
+    for rel, seq in seqs.items():
+        report = _recall(seq.frames, out / rel, seq.names, seq.boxes)
+        assert report.faces == 6 and report.recall == 1.0
+    assert not list(out.rglob("*.partial*"))
+    assert main(["run", str(drives), "-o", str(out), "--no-progress", "--stats-json", str(tmp_path / "t.json")]) == 0
+    assert sorted(json.loads((tmp_path / "t.json").read_text())["skipped"]) == ["d1/cam0", "d2/cam0"]
