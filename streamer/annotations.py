@@ -145,6 +145,13 @@ def _coco_annotation(ann_id: int, image_id: int, region: dict[str, Any]) -> dict
             "method": region["method"], "coasting": region["coasting"], "score": region["score"]}
 
 
+def annotations_path(cfg: PipelineConfig, output: str) -> str | None:
+    """Where one item's record goes in a batch: next to its output (``OUT.annotations.jsonl``), when on."""
+    if cfg.annotations.path is None:
+        return None
+    return f"{output}.annotations.{'json' if cfg.annotations.format == 'coco' else 'jsonl'}"
+
+
 def writer_for(cfg: PipelineConfig, path: str, stats: RunStats | None = None) -> AnnotationWriter:
     return AnnotationWriter(path, cfg.annotations.format, cfg.anonymizer.method, stats,
                             blur_frame_on_detector_error=cfg.on_error == "blur_frame")

@@ -9,15 +9,18 @@ collected and summarised; one bad file does not stop the batch.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
+from streamer.annotations import annotation_record, annotations_path
 from streamer.config import PipelineConfig
 from streamer.errors import FawnError, SourceError
 from streamer.pipeline import RunOptions, run
+from streamer.stats import RunStats
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +89,18 @@ def _one(video: Path, final: Path, name: str, cfg: PipelineConfig, stop: threadi
         return
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = partial_path(final)
+    record = annotations_path(cfg, str(final))  # with --annotations: each item's record next to its output
+    options, stats = RunOptions(stop=stop, progress=False), RunStats()
     try:
-        stats = run(str(video), str(partial), cfg, RunOptions(stop=stop, progress=False))
+        with annotation_record(cfg, options, stats, record):
+            run(str(video), str(partial), cfg, options, stats=stats)
     except FawnError as exc:
         log.error("%s: %s", name, exc)
         result.failed[name] = str(exc)
-        partial.unlink(missing_ok=True)
+        if partial.is_dir():  # an image sequence's folder
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink(missing_ok=True)
         return
     if stop is not None and stop.is_set():
         log.warning("%s: interrupted; left as %s (redone on the next run)", name, partial.name)

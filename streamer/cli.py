@@ -50,7 +50,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _add_output_args(p: argparse.ArgumentParser) -> None:
     """Image-sequence outputs and the annotation record (dashcam datasets)."""
-    p.add_argument("--annotations", help="write every anonymized region per frame to this file (no pixels)")
+    p.add_argument("--annotations", metavar="PATH",
+                   help="write every anonymized region per frame to PATH (no pixels); with a folder of "
+                   "videos/sequences each item's record goes next to its output instead")
     p.add_argument("--annotations-format", choices=ANNOTATION_FORMATS, help="jsonl (default) or coco")
     p.add_argument("--jpeg-quality", type=int, help="JPEG/WebP quality of image-sequence outputs (default 95)")
     p.add_argument("--keep-metadata", action="store_true", default=None,

@@ -30,7 +30,7 @@ from typing import Any
 import av
 
 from streamer import __version__
-from streamer.annotations import annotation_record
+from streamer.annotations import annotation_record, annotations_path
 from streamer.cluster import uris
 from streamer.config import PipelineConfig
 from streamer.errors import FawnError
@@ -159,13 +159,6 @@ class FileAnonymizer:
 
 
 PARTIAL_SUFFIX = ".partial"
-
-
-def annotations_path(cfg: PipelineConfig, output: str) -> str | None:
-    """Where a unit's annotation record goes in a batch: next to its output (``OUT.annotations.jsonl``)."""
-    if cfg.annotations.path is None:
-        return None
-    return f"{output}.annotations.{'json' if cfg.annotations.format == 'coco' else 'jsonl'}"
 
 
 def _remove(path: str) -> None:

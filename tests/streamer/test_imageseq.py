@@ -192,10 +192,13 @@ def test_fawn_run_on_a_folder_of_drives_does_each_sequence_and_resumes(tmp_path:
     drives = tmp_path / "drives"
     seqs = {rel: write_sequence(drives / rel, n=2, width=640, height=360) for rel in ("d1/cam0", "d2/cam0")}
     out = tmp_path / "anon"
-    assert main(["run", str(drives), "-o", str(out), "--no-progress", "--stats-json", str(tmp_path / "s.json")]) == 0
+    assert main(["run", str(drives), "-o", str(out), "--no-progress", "--stats-json", str(tmp_path / "s.json"),
+                 "--annotations", "on"]) == 0
     for rel, seq in seqs.items():
         report = _recall(seq.frames, out / rel, seq.names, seq.boxes)
         assert report.faces == 6 and report.recall == 1.0
+        records = [json.loads(line) for line in (out / f"{rel}.annotations.jsonl").read_text().splitlines()]
+        assert [r["file"] for r in records] == seq.names and sum(len(r["regions"]) for r in records) == 6
     assert not list(out.rglob("*.partial*"))
     assert main(["run", str(drives), "-o", str(out), "--no-progress", "--stats-json", str(tmp_path / "t.json")]) == 0
     assert sorted(json.loads((tmp_path / "t.json").read_text())["skipped"]) == ["d1/cam0", "d2/cam0"]
