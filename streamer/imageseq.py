@@ -89,11 +89,21 @@ def read_image(path: Path) -> tuple[Image, dict[str, Any]]:
             meta = _metadata(img)  # after the transpose: it drops the orientation tag
             mode = upright.mode
             alpha = np.asarray(upright.getchannel("A")) if "A" in upright.getbands() else None
-            rgb = np.asarray(upright.convert("RGB"))
+            rgb = _to_rgb(upright)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise SourceError(f"not a readable image: {path} ({exc})") from None
     meta.update(mode=mode, alpha=alpha)
     return np.ascontiguousarray(rgb[:, :, ::-1]), meta
+
+
+def _to_rgb(img: Any) -> Image:
+    """8-bit RGB pixels; 16-bit and float grey frames are scaled down, not clipped."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        grey = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or grey.max() > 255 else 255.0
+        grey8 = np.clip(grey * (255.0 / top), 0, 255).astype(np.uint8)
+        return np.repeat(grey8[:, :, None], 3, axis=2)
+    return np.asarray(img.convert("RGB"))
 
 
 def _metadata(img: Any) -> dict[str, Any]:

@@ -124,6 +124,9 @@ class FileAnonymizer:
                 local_out = str(Path(scratch) / ("out" + ("" if sequence else Path(out_path).suffix)))
                 stats, decisions = self._anonymize_local(local_in, local_out, sequence)
                 _upload(out_fs, local_out, out_path, sequence)
+                record = annotations_path(self.cfg, local_out)
+                if record is not None:  # the item's annotation record goes next to its output
+                    _upload(out_fs, record, str(annotations_path(self.cfg, out_path)))
         return FileResult(
             task.rel, True, checksum, stats.frames_out, stats.faces_anonymized,
             _identity_summary(stats, decisions), input_size=size, input_mtime=mtime,

@@ -202,3 +202,11 @@ def test_fawn_run_on_a_folder_of_drives_does_each_sequence_and_resumes(tmp_path:
     assert not list(out.rglob("*.partial*"))
     assert main(["run", str(drives), "-o", str(out), "--no-progress", "--stats-json", str(tmp_path / "t.json")]) == 0
     assert sorted(json.loads((tmp_path / "t.json").read_text())["skipped"]) == ["d1/cam0", "d2/cam0"]
+
+
+def test_16_bit_grey_png_is_scaled_not_clipped(tmp_path: Path) -> None:
+    ramp = (np.linspace(0, 65535, 64 * 48).reshape(48, 64)).astype(np.uint16)
+    PILImage.fromarray(ramp).save(tmp_path / "f.png")
+    image, meta = read_image(tmp_path / "f.png")
+    assert image.shape == (48, 64, 3) and image.dtype == np.uint8
+    assert int(image[0, 0, 0]) == 0 and int(image[-1, -1, 0]) == 255 and 120 < int(image[24, 32, 0]) < 135

@@ -149,3 +149,20 @@ def test_worker_broken_sequence_fails_and_leaves_no_output(session: FileAnonymiz
     result = session.process(FileTask("seq", str(seq.folder), str(tmp_path / "out" / "seq")))
     assert not result.ok and "frame_3.jpg" in (result.error or "")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_worker_uploads_the_annotation_record_next_to_a_remote_output(tmp_path: Path) -> None:
+    seq = write_sequence(tmp_path / "seq", n=2, width=640, height=360)
+    fs = fsspec.filesystem("memory")
+    for name in seq.names:
+        fs.pipe_file(f"/fawn-rec/in/cam/{name}", (seq.folder / name).read_bytes())
+    worker = FileAnonymizer(WorkerSetup(load_config("dashcam", {"annotations.path": "per-unit"}), threads=1))
+    try:
+        result = worker.process(FileTask("cam", "memory://fawn-rec/in/cam", "memory://fawn-rec/out/cam"))
+    finally:
+        worker.close()
+    assert result.ok, result.error
+    lines = fs.cat_file("/fawn-rec/out/cam.annotations.jsonl").decode().splitlines()
+    assert [json.loads(line)["file"] for line in lines] == seq.names
+    assert sum(len(json.loads(line)["regions"]) for line in lines) == 6
+    fs.rm("/fawn-rec", recursive=True)
