@@ -85,11 +85,9 @@ def _end_session(sid: int, grace: float = 3.0) -> None:
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[RayCluster]:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="fawnray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    # a private HOME: a ~/.ray/auth_token left by an earlier local ray.init makes the worker node's
-    # join fail with InvalidAuthToken (Ray 2.60, auth mode disabled)
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HOME": temp}
     log = Path(temp) / "ray-start.log"
     common = [f"--node-ip-address={HOST}", "--num-cpus=1", "--disable-usage-stats"]
     sessions = [_ray_start(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}", *common], env, log)]
