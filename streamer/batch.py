@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,10 +24,12 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from streamer.annotations import annotation_record, annotations_path
 from streamer.config import PipelineConfig
 from streamer.errors import ConfigError, FawnError
 from streamer.pipeline import RunOptions, run
 from streamer.redact import redact_text
+from streamer.stats import RunStats
 
 if TYPE_CHECKING:
     from streamer.cluster.manifest import ManifestRow
@@ -54,7 +57,12 @@ class BatchResult:
 
 
 def find_videos(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not _is_partial(p))
+    """Every video under ``root`` and every folder below it that directly holds images (one sequence each)."""
+    from streamer.imageseq import folder_kind
+
+    videos = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not _is_partial(p)]
+    folders = [p for p in root.rglob("*") if p.is_dir() and not _is_partial(p) and folder_kind(p) == "sequence"]
+    return sorted(videos + folders)
 
 
 def _is_partial(path: Path) -> bool:
@@ -75,7 +83,7 @@ def run_batch(
 
     if os.path.realpath(source_dir) == os.path.realpath(output_dir):
         raise ConfigError(f"the output folder is the input folder ({source_dir}): give another -o folder")
-    collection = uris.list_videos(str(source_dir), exclude=str(output_dir))  # raises when there are none
+    collection = uris.list_units(str(source_dir), exclude=str(output_dir))  # raises when there are none
     manifest = str(output_dir / mf.MANIFEST_NAME)
     cfg_hash = mf.config_hash(cfg, gallery_bytes(cfg))
     planned = mf.plan(collection, mf.read_rows(manifest), cfg_hash)
@@ -110,19 +118,25 @@ def _one(
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = partial_path(final)
     fs, path = uris.resolve(str(video))
-    size, mtime = uris.stat(fs, path)
-    checksum = uris.sha256_file(fs, path)
+    size, mtime = uris.unit_stat(fs, path)  # a video file, or an image sequence's folder
+    checksum = uris.unit_sha256(fs, path)
     start = time.monotonic()
     row = functools.partial(mf.ManifestRow, path=name, input_sha256=checksum, config_hash=cfg_hash, output=str(final),
                             input_size=size, input_mtime=mtime, finished_at=time.time())
+    record = annotations_path(cfg, str(final))  # with --annotations: each item's record next to its output
+    options, stats = RunOptions(stop=stop, progress=False), RunStats()
     try:
-        stats = run(str(video), str(partial), cfg, RunOptions(stop=stop, progress=False))
+        with annotation_record(cfg, options, stats, record):
+            run(str(video), str(partial), cfg, options, stats=stats)
     except FawnError as exc:
         message = redact_text(str(exc))
         log.error("%s: %s", name, message)
         result.failed[name] = message
-        partial.unlink(missing_ok=True)
-        return row(status=mf.FAILED, errors=(str(exc),), seconds=time.monotonic() - start)
+        if partial.is_dir():  # an image sequence's folder
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink(missing_ok=True)
+        return row(status=mf.FAILED, errors=(message,), seconds=time.monotonic() - start)
     if stop is not None and stop.is_set():
         log.warning("%s: interrupted; left as %s (redone on the next run)", name, partial.name)
         return None

@@ -17,10 +17,11 @@ from export.cli import add_export_parser
 from streamer.anonymize.diffusion import DIFFUSION_RUN_OPTIONS, add_diffusion_run_args
 from streamer.anonymize.diffusion.check import add_models_parser
 from streamer.cluster.cli import add_batch_parser
-from streamer.config import METHODS, MODES, PipelineConfig, load_config
+from streamer.config import ANNOTATION_FORMATS, METHODS, MODES, PipelineConfig, load_config
 from streamer.enroll import IDENTITY_RUN_OPTIONS, add_enroll_parser, add_identity_run_args
 from streamer.errors import ConfigError, FawnError
 from streamer.evaluate.cli import add_eval_parser, add_sweep_parser
+from streamer.imageseq import folder_kind
 from streamer.redact import redact_log_handlers, redact_text
 from streamer.web.cli import add_serve_parser
 
@@ -30,7 +31,7 @@ log = logging.getLogger("fawn")
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="anonymize a video file, RTSP stream, webcam or the demo clip")
     p.add_argument("source", nargs="?",
-                   help="video path, a folder of videos (batch), rtsp://..., cam:N, or 'demo' "
+                   help="video path, a folder of images (one sequence), a folder of videos (batch), rtsp://..., cam:N, or 'demo' "
                    "(omit it when the config lists several streams)")
     p.add_argument("-o", "--output", help="output path, rtsp://..., or 'null' (required with SOURCE)")
     p.add_argument("-c", "--config", help="YAML config path or preset name (default, cctv, dashcam, webrtc)")
@@ -45,9 +46,21 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar / live stats line")
     p.add_argument("--metrics-port", type=int,
                    help="serve Prometheus /metrics and /healthz on 127.0.0.1:PORT while running (0: any free port)")
+    _add_output_args(p)
     add_identity_run_args(p)
     add_diffusion_run_args(p)
     p.set_defaults(func=cmd_run)
+
+
+def _add_output_args(p: argparse.ArgumentParser) -> None:
+    """Image-sequence outputs and the annotation record (dashcam datasets)."""
+    p.add_argument("--annotations", metavar="PATH",
+                   help="write every anonymized region per frame to PATH (no pixels); with a folder of "
+                   "videos/sequences each item's record goes next to its output instead")
+    p.add_argument("--annotations-format", choices=ANNOTATION_FORMATS, help="jsonl (default) or coco")
+    p.add_argument("--jpeg-quality", type=int, help="JPEG/WebP quality of image-sequence outputs (default 95)")
+    p.add_argument("--keep-metadata", action="store_true", default=None,
+                   help="keep EXIF metadata (GPS, camera) in image-sequence outputs (default: stripped)")
 
 
 def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,6 +107,10 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "mode": "identity.mode",
         "every_n": "detector.every_n",
         "plates": "plates.model",
+        "annotations": "annotations.path",
+        "annotations_format": "annotations.format",
+        "jpeg_quality": "io.jpeg_quality",
+        "keep_metadata": "io.keep_metadata",
         **IDENTITY_RUN_OPTIONS,
         **DIFFUSION_RUN_OPTIONS,
     }
@@ -125,19 +142,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("give either SOURCE -o OUTPUT or a config with streams:, not both")
     if args.output is None:
         raise ConfigError("-o/--output is required with SOURCE (a path, rtsp://... or null)")
-    if Path(args.source).is_dir():
+    if Path(args.source).is_dir() and folder_kind(Path(args.source)) == "videos":
         return _run_batch(args, cfg)
     return _run_one(args, cfg)
 
 
 def _run_one(args: argparse.Namespace, cfg: PipelineConfig) -> int:
+    from streamer.annotations import annotation_record
     from streamer.pipeline import RunOptions, run
     from streamer.stats import RunStats
 
     stats = RunStats()
     with stop_on_signals() as stop, _metrics(args, lambda: {"stream": stats}, lambda: (True, {"stream": "running"})):
         options = RunOptions(stop=stop, progress=not args.no_progress and cfg.io.progress, max_frames=args.max_frames)
-        run(args.source, args.output, cfg, options, stats=stats)
+        with annotation_record(cfg, options, stats):
+            run(args.source, args.output, cfg, options, stats=stats)
     summary = stats.to_json()
     log.info(
         "%d frames in %.1fs (%.1f fps), %d faces anonymized, %d tracks, %d dropped",

@@ -162,9 +162,12 @@ class IOConfig:
     stall_after: float = 0.5
     stall_fill: str = _choice("hold", STALL_FILLS)
     hold_for: float = 5.0
+    jpeg_quality: int = 95  # image-sequence outputs (JPEG/WebP); PNG/BMP/TIFF are lossless
+    keep_metadata: bool = False  # image sequences: keep EXIF (GPS, camera) in the outputs
 
     def __post_init__(self) -> None:
         _require(self.queue_size >= 1, "io.queue_size", "must be >= 1")
+        _require(1 <= self.jpeg_quality <= 100, "io.jpeg_quality", "must be in [1, 100]")
         _require(0 <= self.crf <= 51, "io.crf", "must be in [0, 51]")
         _require(self.reconnect_attempts >= 0, "io.reconnect_attempts", "must be >= 0")
         _require(self.reconnect_backoff >= 0, "io.reconnect_backoff", "must be >= 0")
@@ -176,6 +179,17 @@ class IOConfig:
 
 
 IDENTITY_MODELS = ("dlib-resnet", "arcface")
+ANNOTATION_FORMATS = ("jsonl", "coco")
+
+
+@dataclass(frozen=True)
+class AnnotationsConfig:
+    """The record of what was hidden (``--annotations``): every anonymized region per frame,
+    as JSON Lines or one COCO JSON. ``path`` null: no record. In ``fawn batch`` any path turns
+    the record on and each item's record is written next to its output (``OUT.annotations.jsonl``)."""
+
+    path: str | None = None
+    format: str = _choice("jsonl", ANNOTATION_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -415,6 +429,7 @@ class PipelineConfig:
     ksame: KSameConfig = field(default_factory=KSameConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     plates: PlatesConfig = field(default_factory=PlatesConfig)
+    annotations: AnnotationsConfig = field(default_factory=AnnotationsConfig)
     # detector failure on a frame: the whole frame is blurred in both modes (a face that
     # appeared during the failure has no track); "tracks" first anonymizes the known
     # tracks with the configured method

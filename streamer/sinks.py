@@ -39,6 +39,7 @@ Item = Frame | av.Packet
 RTSP_SCHEMES = ("rtsp://", "rtsps://")
 FRAGMENTED = {".mp4", ".m4v", ".mov"}
 MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof", "frag_duration": "1000000", "flush_packets": "1"}
+VIDEO_OUTPUTS = FRAGMENTED | {".mkv", ".avi", ".webm", ".ts"}  # an image sequence may also be encoded to a video
 _AV_ERRORS = (av.error.FFmpegError, OSError, ValueError)
 
 
@@ -53,11 +54,16 @@ class Sink(Protocol):
 
 
 def open_sink(spec: str, info: StreamInfo, io: IOConfig) -> Sink:
-    """Open ``spec``: a file path, ``rtsp://…``/``rtsps://…`` (publish to a server) or ``null``."""
+    """Open ``spec``: a file path, ``rtsp://…``/``rtsps://…`` (publish to a server) or ``null``;
+    an image-sequence source writes a folder of images at ``spec``."""
     if spec == "null":
         return NullSink()
     if spec.lower().startswith(RTSP_SCHEMES):
         return RtspSink(spec, info, io)
+    from streamer.imageseq import ImageSequenceSink, SequenceInfo
+
+    if isinstance(info, SequenceInfo) and Path(spec).suffix.lower() not in VIDEO_OUTPUTS:  # a folder of images out
+        return ImageSequenceSink(spec, info, io)
     return FileSink(spec, info, io)
 
 

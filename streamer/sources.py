@@ -62,7 +62,7 @@ def is_live_spec(spec: str) -> bool:
 
 
 def open_source(spec: str, io: IOConfig) -> Source:
-    """Open ``spec``: a file path, ``rtsp://…``/``rtsps://…``, ``cam:N``, ``demo`` or
+    """Open ``spec``: a file path, a folder of images (one sequence), ``rtsp://…``/``rtsps://…``, ``cam:N``, ``demo`` or
     ``demo-live[:WxH][@FPS]`` (the demo clip as an endless live camera)."""
     if spec == "demo":
         return DemoSource()
@@ -72,6 +72,10 @@ def open_source(spec: str, io: IOConfig) -> Source:
         return LiveSource(_RtspConnector(spec, io), io)
     if spec.startswith("cam:"):
         return LiveSource(_CameraConnector(spec, io), io)
+    from streamer import imageseq
+
+    if imageseq.is_sequence(spec):
+        return imageseq.ImageSequenceSource(spec, io)
     return FileSource(spec, io)
 
 

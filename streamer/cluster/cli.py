@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from streamer.config import IDENTITY_MODELS, METHODS, MODES, load_config
+from streamer.config import ANNOTATION_FORMATS, IDENTITY_MODELS, METHODS, MODES, load_config
 
 log = logging.getLogger("fawn")
 
@@ -18,12 +18,17 @@ OVERRIDES = {
     "mode": "identity.mode",
     "every_n": "detector.every_n",
     "identity_model": "identity.model",
+    "annotations_format": "annotations.format",
+    "jpeg_quality": "io.jpeg_quality",
+    "keep_metadata": "io.keep_metadata",
 }
+PER_UNIT = "per-unit"  # annotations.path in a batch: each unit's record sits next to its output
 
 
 def add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
-        "batch", help="anonymize every video under a folder or URI on a Ray cluster (resumable, with a manifest)",
+        "batch", help="anonymize every video and every folder of images (one sequence each) under a folder or URI "
+        "on a Ray cluster (resumable, with a manifest)",
     )
     p.add_argument("input", metavar="INPUT_URI", help="folder or fsspec URI (s3://bucket/clips, file:///data/clips)")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT_URI", help="output folder or URI (same relative paths)")
@@ -45,6 +50,12 @@ def add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--mode", choices=MODES, help="exempt: registered stay visible; target: only they are hidden")
     p.add_argument("--every-n", type=int, help="run the detector on every Nth frame (tracker in between)")
     p.add_argument("--identity-model", choices=IDENTITY_MODELS, help="identity model the gallery was made with")
+    p.add_argument("--annotations", action="store_true", default=None,
+                   help="write each item's record of hidden regions next to its output (OUT.annotations.jsonl)")
+    p.add_argument("--annotations-format", choices=ANNOTATION_FORMATS, help="jsonl (default) or coco")
+    p.add_argument("--jpeg-quality", type=int, help="JPEG/WebP quality of image-sequence outputs (default 95)")
+    p.add_argument("--keep-metadata", action="store_true", default=None,
+                   help="keep EXIF metadata (GPS, camera) in image-sequence outputs (default: stripped)")
     p.set_defaults(func=cmd_batch)
 
 
@@ -53,6 +64,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from streamer.cluster.job import BatchOptions, run_job
 
     overrides = {key: getattr(args, name) for name, key in OVERRIDES.items() if getattr(args, name, None) is not None}
+    if args.annotations:
+        overrides["annotations.path"] = PER_UNIT
     options = BatchOptions(
         input_uri=args.input, output_uri=args.output, config=load_config(args.config, overrides),
         ray_address=args.ray, workers=args.workers, cpus_per_worker=args.cpus_per_worker,

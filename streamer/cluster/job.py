@@ -172,7 +172,7 @@ def _prepare(options: BatchOptions) -> tuple[uris.Collection, WorkerSetup, str]:
         fs, _ = uris.resolve(uri)
         if set(uris.protocols(fs)) & uris.PROCESS_LOCAL:
             raise ConfigError(f"{uri}: this filesystem lives in one process; Ray workers cannot see it")
-    collection = uris.list_videos(options.input_uri, exclude=options.output_uri)
+    collection = uris.list_units(options.input_uri, exclude=options.output_uri)
     gallery = gallery_bytes(options.config)
     cpus, _ = worker_resources(options)
     setup = WorkerSetup(options.config, gallery, threads=max(1, int(cpus)))

@@ -39,6 +39,7 @@ def config_hash(cfg: PipelineConfig, gallery: bytes | None) -> str:
     data["identity"]["gallery"] = hashlib.sha256(gallery).hexdigest() if gallery is not None else None
     data["identity"]["audit"] = None  # where decisions are logged does not change the video
     data["io"]["progress"] = None
+    data["annotations"]["path"] = data["annotations"]["path"] is not None  # on/off: each unit's record sits by its output
     blob = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -176,10 +177,10 @@ def plan(
 def _finished(row: ManifestRow, fs: Any, path: str, cfg_hash: str, rehash: bool) -> bool:
     if row.status != DONE or row.config_hash != cfg_hash or not _exists(row.output):
         return False
-    size, mtime = uris.stat(fs, path)
+    size, mtime = uris.unit_stat(fs, path)
     if not rehash and size is not None and mtime is not None and (size, mtime) == (row.input_size, row.input_mtime):
         return True
-    return uris.sha256_file(fs, path) == row.input_sha256
+    return uris.unit_sha256(fs, path) == row.input_sha256
 
 
 def _exists(uri: str) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 from streamer.batch import VIDEO_SUFFIXES
 from streamer.errors import ConfigError, MissingExtraError, SourceError
+from streamer.imageseq import IMAGE_SUFFIXES, natural_key
 
 CHUNK = 1 << 20
 PARTIAL = ".partial"
@@ -62,9 +63,12 @@ def join(uri: str, rel: str) -> str:
     return os.path.join(uri, *rel.split("/"))
 
 
-def partial_name(path: str) -> str:
-    """``dir/clip.partial.mp4`` for ``dir/clip.mp4``: the name a file has until it is complete."""
+def partial_name(path: str, folder: bool = False) -> str:
+    """``dir/clip.partial.mp4`` for ``dir/clip.mp4``: the name a file has until it is complete;
+    ``dir/seq.partial.d`` for a sequence's output folder ``dir/seq``."""
     head, name = posixpath.split(path)
+    if folder:
+        return posixpath.join(head, f"{name}{PARTIAL}.d")
     stem, suffix = posixpath.splitext(name)
     return posixpath.join(head, f"{stem}{PARTIAL}{suffix}")
 
@@ -75,28 +79,72 @@ def is_partial(name: str) -> bool:
 
 @dataclass(frozen=True)
 class Collection:
-    """A folder of videos: relative paths (forward slashes), sorted."""
+    """A folder of work units: relative paths (forward slashes), sorted. A unit is a video file,
+    or a folder that directly holds images (one image sequence)."""
 
     uri: str
     files: tuple[str, ...]
 
 
-def list_videos(uri: str, exclude: str | None = None) -> Collection:
-    """Every video under ``uri`` (recursively); ``exclude`` is a folder URI inside it to leave out."""
+def list_units(uri: str, exclude: str | None = None) -> Collection:
+    """Every video under ``uri`` (recursively) and every folder that directly holds images (one
+    sequence each); ``exclude`` is a folder URI inside it to leave out (the output)."""
     fs, root = resolve(uri)
     if not fs.isdir(root):
         raise SourceError(f"input folder not found: {uri}")
     skip = resolve(exclude)[1].rstrip("/") + "/" if exclude is not None else None
-    found = []
+    base = root.rstrip("/") or "/"
+    videos, sequences = [], set()
     for path in fs.find(root):
         path = str(path)
-        if skip is not None and (path + "/").startswith(skip):
+        if (skip is not None and (path + "/").startswith(skip)) or is_partial(path):
             continue
-        if posixpath.splitext(path)[1].lower() in VIDEO_SUFFIXES and not is_partial(path):
-            found.append(posixpath.relpath(path, root.rstrip("/") or "/"))
-    if not found:
-        raise SourceError(f"no video files under {uri} (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
-    return Collection(uri, tuple(sorted(found)))
+        suffix = posixpath.splitext(path)[1].lower()
+        if suffix in VIDEO_SUFFIXES:
+            videos.append(posixpath.relpath(path, base))
+        elif suffix in IMAGE_SUFFIXES and not any(is_partial(p) for p in posixpath.relpath(path, base).split("/")):
+            sequences.add(posixpath.relpath(posixpath.dirname(path), base))
+    if "." in sequences:
+        raise SourceError(f"{uri} itself holds images (one sequence): run it with fawn run {uri} -o OUT_DIR, "
+                          "or give fawn batch the folder above it")
+    if not videos and not sequences:
+        looked = ", ".join(sorted(VIDEO_SUFFIXES | IMAGE_SUFFIXES))
+        raise SourceError(f"no video files or image folders under {uri} (looked for {looked})")
+    return Collection(uri, tuple(sorted(videos + sorted(sequences))))
+
+
+list_videos = list_units  # the name before image sequences were units
+
+
+def sequence_files(fs: Any, path: str) -> list[str]:
+    """The images directly in folder ``path``, in natural order (full paths)."""
+    names = [str(p) for p in fs.ls(path, detail=False)]
+    images = [p for p in names if posixpath.splitext(p)[1].lower() in IMAGE_SUFFIXES and not is_partial(p)]
+    return sorted(images, key=lambda p: natural_key(posixpath.basename(p)))
+
+
+def unit_sha256(fs: Any, path: str) -> str:
+    """SHA-256 of a video file, or of a sequence folder: over each image's name and SHA-256, in order."""
+    if not fs.isdir(path):
+        return sha256_file(fs, path)
+    digest = hashlib.sha256()
+    for image in sequence_files(fs, path):
+        digest.update(f"{posixpath.basename(image)}\0{sha256_file(fs, image)}\n".encode())
+    return digest.hexdigest()
+
+
+def unit_stat(fs: Any, path: str) -> tuple[int | None, float | None]:
+    """(size, modification time) of a file; of a sequence: total size and the newest image's time."""
+    if not fs.isdir(path):
+        return stat(fs, path)
+    sizes, times = [], []
+    for image in sequence_files(fs, path):
+        size, mtime = stat(fs, image)
+        sizes.append(size)
+        times.append(mtime)
+    if not sizes or None in sizes or None in times:
+        return None, None
+    return sum(s for s in sizes if s is not None), max(t for t in times if t is not None)
 
 
 def sha256_file(fs: Any, path: str) -> str:

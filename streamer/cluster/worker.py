@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -29,6 +30,7 @@ from typing import Any
 import av
 
 from streamer import __version__
+from streamer.annotations import annotation_record, annotations_path
 from streamer.cluster import uris
 from streamer.config import PipelineConfig
 from streamer.errors import FawnError
@@ -111,40 +113,62 @@ class FileAnonymizer:
     def _process(self, task: FileTask) -> FileResult:
         in_fs, in_path = uris.resolve(task.input_uri)
         out_fs, out_path = uris.resolve(task.output_uri)
-        size, mtime = uris.stat(in_fs, in_path)
+        size, mtime = uris.unit_stat(in_fs, in_path)
+        sequence = bool(in_fs.isdir(in_path))  # a folder of images: one sequence, a folder of images out
         with tempfile.TemporaryDirectory(prefix="fawn-file-", dir=self._tmp.name) as scratch:
-            local_in = in_path if uris.is_local(in_fs) else _download(in_fs, in_path, Path(scratch))
-            checksum = uris.sha256_file(uris.resolve(local_in)[0], local_in)
+            local_in = in_path if uris.is_local(in_fs) else _download(in_fs, in_path, Path(scratch), sequence)
+            checksum = uris.unit_sha256(uris.resolve(local_in)[0], local_in)
             if uris.is_local(out_fs):
-                stats, decisions = self._anonymize_local(local_in, out_path)
+                stats, decisions = self._anonymize_local(local_in, out_path, sequence)
             else:
-                local_out = str(Path(scratch) / ("out" + Path(out_path).suffix))
-                stats, decisions = self._anonymize_local(local_in, local_out)
-                _upload(out_fs, local_out, out_path)
+                local_out = str(Path(scratch) / ("out" + ("" if sequence else Path(out_path).suffix)))
+                stats, decisions = self._anonymize_local(local_in, local_out, sequence)
+                _upload(out_fs, local_out, out_path, sequence)
+                record = annotations_path(self.cfg, local_out)
+                if record is not None:  # the item's annotation record goes next to its output
+                    _upload(out_fs, record, str(annotations_path(self.cfg, out_path)))
         return FileResult(
             task.rel, True, checksum, stats.frames_out, stats.faces_anonymized,
             _identity_summary(stats, decisions), input_size=size, input_mtime=mtime,
         )
 
-    def _anonymize_local(self, src: str, dst: str) -> tuple[RunStats, dict[int, str]]:
-        """``src`` -> ``dst`` through ``dst``'s partial name, renamed only when complete."""
+    def _anonymize_local(self, src: str, dst: str, sequence: bool = False) -> tuple[RunStats, dict[int, str]]:
+        """``src`` -> ``dst`` through ``dst``'s partial name, renamed only when complete (with its annotations)."""
         os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
-        partial = uris.partial_name(dst)
+        partial = uris.partial_name(dst, folder=sequence)
+        record = annotations_path(self.cfg, dst)
         try:
-            result = self._run(src, partial)
+            result = self._run(src, partial, None if record is None else record + PARTIAL_SUFFIX)
         except BaseException:
-            Path(partial).unlink(missing_ok=True)
+            _remove(partial)
+            if record is not None:
+                _remove(record + PARTIAL_SUFFIX)
             raise
+        if sequence:
+            _remove(dst)  # a re-run (changed config or input) replaces the old folder whole
         os.replace(partial, dst)
+        if record is not None:
+            os.replace(record + PARTIAL_SUFFIX, record)
         return result
 
-    def _run(self, src: str, dst: str) -> tuple[RunStats, dict[int, str]]:
+    def _run(self, src: str, dst: str, record: str | None = None) -> tuple[RunStats, dict[int, str]]:
         """:func:`streamer.pipeline.run` with this worker's model sessions (fresh per-file stages)."""
         stats = RunStats()
         decisions: dict[int, str] = {}
         options = RunOptions(progress=False, on_frame=lambda _frame, tracked: _record(decisions, tracked))
-        run(src, dst, self.cfg, options, shared=self.models, stats=stats)
+        with annotation_record(self.cfg, options, stats, record):
+            run(src, dst, self.cfg, options, shared=self.models, stats=stats)
         return stats, decisions
+
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        Path(path).unlink(missing_ok=True)
 
 
 def validate_setup(setup: WorkerSetup) -> None:
@@ -191,24 +215,37 @@ def _identity_summary(stats: RunStats, decisions: dict[int, str]) -> dict[str, A
     }
 
 
-def _download(fs: Any, path: str, scratch: Path) -> str:
+def _download(fs: Any, path: str, scratch: Path, sequence: bool = False) -> str:
+    if sequence:  # a folder of images: each image into a local folder
+        local_dir = scratch / "in"
+        local_dir.mkdir()
+        for image in uris.sequence_files(fs, path):
+            fs.get_file(image, str(local_dir / os.path.basename(image)))
+        return str(local_dir)
     local = scratch / ("in" + Path(path).suffix)
     fs.get_file(path, str(local))
     return str(local)
 
 
-def _upload(fs: Any, local: str, path: str) -> None:
+def _upload(fs: Any, local: str, path: str, sequence: bool = False) -> None:
     """Upload under the partial name, then move: readers never see a half-written object."""
-    partial = uris.partial_name(path)
+    partial = uris.partial_name(path, folder=sequence)
     parent = os.path.dirname(path)
     if parent:
         fs.makedirs(parent, exist_ok=True)
     try:
-        fs.put_file(local, partial)
-        fs.mv(partial, path)
+        if sequence:
+            for name in sorted(os.listdir(local)):
+                fs.put_file(os.path.join(local, name), f"{partial}/{name}")
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
+            fs.mv(partial, path, recursive=True)
+        else:
+            fs.put_file(local, partial)
+            fs.mv(partial, path)
     except BaseException:
         if fs.exists(partial):
-            fs.rm(partial)
+            fs.rm(partial, recursive=sequence)
         raise
 
 
