@@ -49,12 +49,11 @@ class AnnotationWriter:
     """Records every anonymized (or deliberately shown) region of every frame; see the module docstring."""
 
     def __init__(self, path: str, fmt: str = "jsonl", method: str = "blur", stats: RunStats | None = None,
-                 blur_frame_on_detector_error: bool = True) -> None:
+                 plate_method: str | None = None) -> None:
         self.path = Path(path)
         self.format = fmt
-        self.method = method
+        self.methods = {"face": method, "plate": plate_method or method}
         self.stats = stats
-        self._blur_on_detector_error = blur_frame_on_detector_error
         self._errors = self._error_count()
         self._images: list[dict[str, Any]] = []
         self._annotations: list[dict[str, Any]] = []
@@ -78,7 +77,7 @@ class AnnotationWriter:
         """Did the processor blur this frame whole (an exception, or a failed detection)?"""
         now = self._error_count()
         before, self._errors = self._errors, now
-        return now[0] > before[0] or (self._blur_on_detector_error and now[1] > before[1])
+        return now[0] > before[0] or now[1] > before[1]  # a failed detection blurs the frame in every mode
 
     def regions_of(self, frame: Frame, dets: FaceDetections) -> list[dict[str, Any]]:
         assert dets.track_id is not None and dets.identity is not None and dets.visible is not None
@@ -89,7 +88,7 @@ class AnnotationWriter:
             x1, y1, x2, y2 = (round(float(v), 1) for v in dets.xyxy[i])
             regions.append({
                 "class": cls, "box": [x1, y1, x2, y2], "track_id": int(dets.track_id[i]),
-                "decision": dets.identity[i] or PENDING, "method": "none" if shown else self.method,
+                "decision": dets.identity[i] or PENDING, "method": "none" if shown else self.methods.get(cls, self.methods["face"]),
                 "coasting": bool(dets.coasting[i]), "score": round(float(dets.score[i]), 3),
             })
         if self._whole_frame_blurred():
@@ -153,8 +152,7 @@ def annotations_path(cfg: PipelineConfig, output: str) -> str | None:
 
 
 def writer_for(cfg: PipelineConfig, path: str, stats: RunStats | None = None) -> AnnotationWriter:
-    return AnnotationWriter(path, cfg.annotations.format, cfg.anonymizer.method, stats,
-                            blur_frame_on_detector_error=cfg.on_error == "blur_frame")
+    return AnnotationWriter(path, cfg.annotations.format, cfg.anonymizer.method, stats, cfg.plates.method)
 
 
 @contextmanager

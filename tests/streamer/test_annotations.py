@@ -102,7 +102,7 @@ def test_registered_face_is_recorded_as_shown(grace_gallery: Path, tmp_path: Pat
 
 def test_class_from_the_detections_kind_and_whole_frame_blur_recorded(tmp_path: Path) -> None:
     stats = RunStats()
-    writer = AnnotationWriter(str(tmp_path / "a.jsonl"), "jsonl", "solid", stats)
+    writer = AnnotationWriter(str(tmp_path / "a.jsonl"), "jsonl", "pixelate", stats, plate_method="solid")
     dets = FaceDetections(np.array([[10, 10, 50, 30], [60, 60, 90, 90]], np.float32), np.array([0.9, 0.8]),
                           track_id=np.array([4, 5]), identity=[None, "unknown"])
     dets.kind = ["plate", "face"]  # type: ignore[attr-defined]  # the class field plates add
@@ -113,7 +113,7 @@ def test_class_from_the_detections_kind_and_whole_frame_blur_recorded(tmp_path: 
     writer.close()
     first, second = (json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines())
     assert [(r["class"], r["track_id"], r["decision"], r["method"]) for r in first["regions"]] == [
-        ("plate", 4, "pending", "solid"), ("face", 5, "unknown", "solid")]
+        ("plate", 4, "pending", "solid"), ("face", 5, "unknown", "pixelate")]
     assert second["regions"] == [{"class": "frame", "box": [0.0, 0.0, 160.0, 120.0], "track_id": -1,
                                   "decision": "error", "method": "blur_frame", "coasting": False, "score": 1.0}]
     assert second["file"] is None and second["time"] == pytest.approx(0.1)
