@@ -140,6 +140,8 @@ def _one(
     if stop is not None and stop.is_set():
         log.warning("%s: interrupted; left as %s (redone on the next run)", name, partial.name)
         return None
+    if final.is_dir():  # a sequence redone (changed config or input): the old output folder goes
+        shutil.rmtree(final)
     partial.replace(final)
     result.done.append(name)
     result.frames += stats.frames_out

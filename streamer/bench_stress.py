@@ -8,7 +8,7 @@ imports and model load count for both), interleaved resolution by resolution so
 a busy machine slows all of them alike. Reported per tool and resolution: the
 whole-process fps, its ratio to deface's, start-up seconds (a 1-frame run), and
 recall per segment: a face-frame counts as hidden only when the whole face box
-is (its centre region and the whole box, :func:`whole_face_hidden`).
+is (its centre region and the whole box, :func:`streamer.verify.face_hidden`).
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import av
-import numpy as np
 
 from streamer import stress
 from streamer.bench import BenchError, add_video_stream, decode_frames, find_deface, machine
-from streamer.types import FloatArray, Image
+from streamer.types import FloatArray
 from streamer.verify import face_hidden
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,6 @@ SIZES = ((640, 480), (1280, 720), (1920, 1080))
 FPS = 15
 DEFACE_ARGS = ("--ep", "CPUExecutionProvider")
 FAWN_PRESETS = ("default", "cctv")
-WHOLE_BOX_GROW = 0.15 / 0.7  # verify's inner region of the grown box == the face box
 
 
 @dataclass(frozen=True)
@@ -145,19 +143,6 @@ def timed(cmd: list[str], output: str) -> float:
     return seconds
 
 
-def whole_face_hidden(original: Image, output: Image, box: FloatArray) -> bool:
-    """Hidden when both the face's centre region and its whole box have lost their detail.
-
-    :func:`streamer.verify.face_hidden` looks at the inner 70 % of a box; the
-    second check grows the box so that this inner part is the whole face box, so
-    an anonymized region that covers only the middle of the face does not count.
-    """
-    x1, y1, x2, y2 = (float(v) for v in box)
-    gx, gy = (x2 - x1) * WHOLE_BOX_GROW, (y2 - y1) * WHOLE_BOX_GROW
-    grown = np.array([x1 - gx, y1 - gy, x2 + gx, y2 + gy], np.float32)
-    return face_hidden(original, output, box) and face_hidden(original, output, grown)
-
-
 def measure(clip: StressClip, output: str, run: ToolRun) -> None:
     """Recall per segment of ``output`` against the clip's ground truth, into ``run``."""
     frames = 0
@@ -166,7 +151,7 @@ def measure(clip: StressClip, output: str, run: ToolRun) -> None:
         segment = clip.segment_of_frame[index]
         for box in clip.truths[index]:
             run.faces[segment] = run.faces.get(segment, 0) + 1
-            if whole_face_hidden(original, result, box):
+            if face_hidden(original, result, box):  # the whole box, not only its centre
                 run.hidden[segment] = run.hidden.get(segment, 0) + 1
             elif not run.leaked_frames or run.leaked_frames[-1] != index:
                 run.leaked_frames.append(index)

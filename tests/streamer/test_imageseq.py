@@ -200,8 +200,15 @@ def test_fawn_run_on_a_folder_of_drives_does_each_sequence_and_resumes(tmp_path:
         records = [json.loads(line) for line in (out / f"{rel}.annotations.jsonl").read_text().splitlines()]
         assert [r["file"] for r in records] == seq.names and sum(len(r["regions"]) for r in records) == 6
     assert not list(out.rglob("*.partial*"))
-    assert main(["run", str(drives), "-o", str(out), "--no-progress", "--stats-json", str(tmp_path / "t.json")]) == 0
+    assert main(["run", str(drives), "-o", str(out), "--no-progress", "--stats-json", str(tmp_path / "t.json"),
+                 "--annotations", "on"]) == 0
     assert sorted(json.loads((tmp_path / "t.json").read_text())["skipped"]) == ["d1/cam0", "d2/cam0"]
+    # a changed config (no annotation record) redoes every sequence over its old output folder
+    assert main(["run", str(drives), "-o", str(out), "--no-progress", "--stats-json", str(tmp_path / "u.json")]) == 0
+    assert json.loads((tmp_path / "u.json").read_text())["skipped"] == []
+    for rel, seq in seqs.items():
+        assert _recall(seq.frames, out / rel, seq.names, seq.boxes).recall == 1.0
+    assert not list(out.rglob("*.partial*"))
 
 
 def test_16_bit_grey_png_is_scaled_not_clipped(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def test_manifest_lines_carry_no_password(tmp_path: Path) -> None:
 
 
 def test_fawn_batch_refuses_a_gallery_others_can_read_too(tmp_path: Path) -> None:
-    from streamer.cluster.job import _gallery_bytes
+    from streamer.cluster.job import gallery_bytes
     from streamer.config import load_config
     from streamer.errors import GalleryError
 
@@ -97,6 +97,6 @@ def test_fawn_batch_refuses_a_gallery_others_can_read_too(tmp_path: Path) -> Non
     path.chmod(0o644)
     cfg = load_config(None, {"identity.gallery": str(path)})
     with pytest.raises(GalleryError, match=f"chmod 600 {path}"):
-        _gallery_bytes(cfg)
+        gallery_bytes(cfg)
     path.chmod(0o600)
-    assert _gallery_bytes(cfg) == path.read_bytes()
+    assert gallery_bytes(cfg) == path.read_bytes()
