@@ -64,7 +64,7 @@ class DetectorConfig:
     engine: str = _choice("auto", DETECTOR_ENGINES)
     device: str = _choice("cpu", DEVICES)
     precision: str = _choice("auto", DETECTOR_PRECISIONS)
-    threshold: float = 0.25
+    threshold: float = 0.15  # 0.25 lost 18 px faces at 1080p (stress bench, docs/benchmarks.md §9)
     nms_iou: float = 0.3
     max_side: int = 1920
     edge_pad: float = 0.1
@@ -123,7 +123,9 @@ class AnonymizerConfig:
     shape: str = _choice("ellipse", SHAPES)
     padding: float = 0.4  # the detector box often misses the chin or forehead: a margin covers them
     feather: float = 0.15
-    strength: float = 0.8  # 0.5 left detail a 2x downscale (a resolution-switch letterbox) brought back
+    # 0.5 left detail a 2x downscale (a resolution-switch letterbox) brought back; 0.8 left a
+    # faint correlated residual on 70 px faces (stress bench, tilt segment)
+    strength: float = 1.5
     blocks: int = 8
     color: tuple[int, int, int] = (0, 0, 0)
 
