@@ -126,7 +126,7 @@ class AnonymizerConfig:
     # 0.5 left detail a 2x downscale (a resolution-switch letterbox) brought back; 0.8 left a
     # faint correlated residual on 70 px faces (stress bench, tilt segment)
     strength: float = 1.5
-    blocks: int = 8
+    blocks: int = 6  # 8 left a shifted box's rim recognizable after lossy coding (whole-box oracle)
     color: tuple[int, int, int] = (0, 0, 0)
 
     def __post_init__(self) -> None:

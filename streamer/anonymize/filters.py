@@ -21,7 +21,7 @@ class BlurAnonymizer(RegionAnonymizer):
     MIN_KERNEL = 31.0
 
     def __init__(
-        self, strength: float = 0.8, padding: float = 0.4, feather: float = 0.15, shape: str = "ellipse"
+        self, strength: float = 1.5, padding: float = 0.4, feather: float = 0.15, shape: str = "ellipse"
     ) -> None:
         super().__init__(padding, feather, shape)
         self.strength = strength
@@ -41,7 +41,7 @@ class PixelateAnonymizer(RegionAnonymizer):
     """Mosaic with ``blocks`` cells across the face."""
 
     def __init__(
-        self, blocks: int = 8, padding: float = 0.4, feather: float = 0.15, shape: str = "ellipse"
+        self, blocks: int = 6, padding: float = 0.4, feather: float = 0.15, shape: str = "ellipse"
     ) -> None:
         super().__init__(padding, feather, shape)
         self.blocks = blocks
