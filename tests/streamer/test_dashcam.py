@@ -55,16 +55,18 @@ def _drive(folder: Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray],
     return names, written, faces, plates
 
 
-def test_a_drive_of_1080p_frames_comes_out_with_every_face_and_plate_hidden(tmp_path: Path) -> None:
-    names, frames, faces, plates = _drive(tmp_path / "drive")
-    config = tmp_path / "dashcam.yaml"
+def _config(tmp_path: Path) -> Path:
+    """The dashcam preset with the plate model on (two tiles: small plates at 1080p)."""
     preset = yaml.safe_load((Path(__file__).parents[2] / "configs" / "dashcam.yaml").read_text())
-    preset["plates"] = {"model": str(_platedet()), "tiles": [2, 1]}  # small plates at 1080p: two tiles
+    preset["plates"] = {"model": str(_platedet()), "tiles": [2, 1]}
+    config = tmp_path / "dashcam.yaml"
     config.write_text(yaml.safe_dump(preset))
-    out, record = tmp_path / "out", tmp_path / "drive.jsonl"
-    assert main(["run", str(tmp_path / "drive"), "-o", str(out), "-c", str(config), "--annotations", str(record),
-                 "--no-progress"]) == 0
+    return config
 
+
+def _check(out: Path, record: Path, drive: tuple[list[str], list[np.ndarray], list[np.ndarray], list[np.ndarray]]) -> None:
+    """Same names and sizes, every face and plate hidden, every hidden region in the record."""
+    names, frames, faces, plates = drive
     assert sorted(p.name for p in out.iterdir()) == sorted(names)
     outputs = [cv2.imread(str(out / name)) for name in names]
     assert all(o.shape == f.shape for o, f in zip(outputs, frames))
@@ -72,7 +74,6 @@ def test_a_drive_of_1080p_frames_comes_out_with_every_face_and_plate_hidden(tmp_
     plate_report = verify.face_recall(zip(frames, outputs, plates))  # the plates' characters are gone too
     assert face_report.faces == sum(len(b) for b in faces) > 0 and face_report.recall == 1.0, face_report
     assert plate_report.faces == 4 * FRAMES and plate_report.recall == 1.0, plate_report
-
     records = [json.loads(line) for line in record.read_text().splitlines()]
     assert [r["file"] for r in records] == names
     for r, face_boxes, plate_boxes in zip(records, faces, plates):
@@ -81,3 +82,25 @@ def test_a_drive_of_1080p_frames_comes_out_with_every_face_and_plate_hidden(tmp_
         for region in r["regions"]:
             assert region["method"] == "blur" and region["decision"] in ("pending", "unknown")
             assert set(region) >= {"class", "box", "track_id", "decision", "method"}
+
+
+def test_a_drive_of_1080p_frames_comes_out_with_every_face_and_plate_hidden(tmp_path: Path) -> None:
+    drive = _drive(tmp_path / "drive")
+    out, record = tmp_path / "out", tmp_path / "drive.jsonl"
+    assert main(["run", str(tmp_path / "drive"), "-o", str(out), "-c", str(_config(tmp_path)),
+                 "--annotations", str(record), "--no-progress"]) == 0
+    _check(out, record, drive)
+
+
+@pytest.mark.ray
+def test_the_same_drive_through_fawn_batch_on_ray_resumable(tmp_path: Path) -> None:
+    rel = "drive1/cam_front"
+    drive = _drive(tmp_path / "in" / rel)
+    out = tmp_path / "out"
+    base = ["batch", (tmp_path / "in").as_uri(), "-o", out.as_uri(), "--workers", "1", "-c", str(_config(tmp_path)),
+            "--annotations", "--no-progress"]
+    assert main([*base, "--summary-json", str(tmp_path / "1.json")]) == 0
+    assert json.loads((tmp_path / "1.json").read_text())["done"] == [rel]
+    _check(out / rel, out / f"{rel}.annotations.jsonl", drive)
+    assert main([*base, "--summary-json", str(tmp_path / "2.json")]) == 0  # resumed: nothing to do
+    assert json.loads((tmp_path / "2.json").read_text())["skipped"] == [rel]
