@@ -155,10 +155,16 @@ class SortTracker:
 
 
 def _emitted_state(track: _Track, frame_index: int) -> FloatArray:
-    """The measurement for a track detected in ``frame_index``, else its prediction."""
+    """The measurement for a track detected in ``frame_index``; else its prediction joined with
+    its last measurement (fail closed: a face the detector lost behind another one, or whose
+    velocity a jittery box overestimated, is still where it was or where it was heading)."""
     if track.measured is not None and track.missed == 0 and track.last_frame == frame_index:
         return track.measured
-    return track.predicted(frame_index)
+    predicted = track.predicted(frame_index)
+    if track.measured is None:
+        return predicted
+    a, b = _to_xyxy(predicted), _to_xyxy(track.measured)
+    return _to_cxcywh(np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])]))
 
 
 def _to_cxcywh(box: FloatArray) -> FloatArray:
