@@ -126,7 +126,7 @@ class AnonymizerConfig:
     # 0.5 left detail a 2x downscale (a resolution-switch letterbox) brought back; 0.8 left a
     # faint correlated residual on 70 px faces (stress bench, tilt segment)
     strength: float = 1.5
-    blocks: int = 6  # 8 left a shifted box's rim recognizable after lossy coding (whole-box oracle)
+    blocks: int = 5  # 8, then 6 left a shifted box's rim recognizable (whole-box oracle, demo frames 136-149)
     color: tuple[int, int, int] = (0, 0, 0)
 
     def __post_init__(self) -> None:

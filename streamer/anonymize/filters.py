@@ -41,7 +41,7 @@ class PixelateAnonymizer(RegionAnonymizer):
     """Mosaic with ``blocks`` cells across the face."""
 
     def __init__(
-        self, blocks: int = 6, padding: float = 0.4, feather: float = 0.15, shape: str = "ellipse"
+        self, blocks: int = 5, padding: float = 0.4, feather: float = 0.15, shape: str = "ellipse"
     ) -> None:
         super().__init__(padding, feather, shape)
         self.blocks = blocks
