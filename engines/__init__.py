@@ -1,7 +1,7 @@
 """Inference backends behind one interface.
 
 ``engines.create(kind, path, **opts)`` returns an :class:`Engine`; an unknown
-kind raises :class:`~streamer.errors.EngineError` listing the valid kinds.
+kind raises :class:`~streamer.core.errors.EngineError` listing the valid kinds.
 Heavy backends (TensorRT, torch) are imported only when asked for.
 """
 
@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from streamer.errors import EngineError, ModelError
+from streamer.core.errors import EngineError, ModelError
 
 _BACKENDS: dict[str, str] = {
     "onnxruntime": "engines.ort:OnnxRuntimeEngine",

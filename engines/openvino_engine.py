@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from engines import TensorSpec
-from streamer.errors import EngineError, ModelError
+from streamer.core.errors import EngineError, ModelError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from engines import TensorSpec
-from streamer.errors import EngineError, ModelError
+from streamer.core.errors import EngineError, ModelError
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Two ways to make one:
 
 * ``engines.create("torch", MODEL_DIR, component="unet", base=SD21_DIR, image_encoder=CLIP_DIR)`` loads
   the model (``from_pretrained``; one folder when ``base``/``image_encoder`` are left out) and wraps the named network in
-  the same I/O module the ONNX export traces (``export.spec`` names its tensors);
+  the same I/O module the ONNX export traces (``streamer.models.diffusion.spec`` names its tensors);
 * ``TorchEngine(path, module=m, spec=s)`` wraps a module already built
   (the diffusion anonymizer loads the folder once and shares it).
 
@@ -14,13 +14,17 @@ tensors on the engine's device, without copies.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engines import TensorSpec
-from streamer.errors import EngineError, MissingExtraError, ModelError
+from streamer.core.errors import EngineError, MissingExtraError
+
+# (folder, component, precision, resolution, max_batch, base, image_encoder) -> (nn.Module, its I/O spec)
+ComponentLoader = Callable[[Path, "str | None", str, "int | None", int, "str | Path | None", "str | Path | None"], tuple[Any, Any]]
 
 
 def _torch() -> Any:
@@ -47,6 +51,7 @@ class TorchEngine:
         threads: int = 0,
         base: str | Path | None = None,
         image_encoder: str | Path | None = None,
+        loader: ComponentLoader | None = None,
     ) -> None:
         torch = _torch()
         self._torch = torch
@@ -59,7 +64,10 @@ class TorchEngine:
         self.device = torch.device(device)
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         if module is None:
-            module, spec = _load_component(Path(path), component, precision, resolution, max_batch, base, image_encoder)
+            if loader is None:
+                raise EngineError("TorchEngine needs a module (module=, spec=) or a loader= that builds one from the "
+                                  "model folder (a diffusion model: streamer.models.diffusion.load_component)")
+            module, spec = loader(Path(path), component, precision, resolution, max_batch, base, image_encoder)
         if spec is None:
             raise EngineError("TorchEngine needs the module's I/O description (spec=)")
         self.module = module.to(self.device).eval()
@@ -84,23 +92,3 @@ class TorchEngine:
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self.run_torch({k: self._torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()})
         return {k: v.float().cpu().numpy() if v.dtype == self._torch.bfloat16 else v.cpu().numpy() for k, v in out.items()}
-
-
-def _load_component(
-    path: Path, component: str | None, precision: str, resolution: int | None, max_batch: int,
-    base: str | Path | None = None, image_encoder: str | Path | None = None,
-) -> tuple[Any, Any]:
-    """One network of the model at ``path`` (the face_anon_simple folder; ``base``/``image_encoder``: the SD2.1 and
-    CLIP folders when they are not inside it)."""
-    from export.spec import DIFFUSION_COMPONENTS, diffusion_specs
-    from streamer.anonymize.diffusion.info import read_info
-    from streamer.anonymize.diffusion.loader import load_model
-    from streamer.anonymize.diffusion.modules import build_modules
-
-    if component not in DIFFUSION_COMPONENTS:
-        raise ModelError(f"torch engine: component '{component}' is not valid (choices: {', '.join(DIFFUSION_COMPONENTS)})")
-    torch = _torch()
-    model = load_model(read_info(path, base, image_encoder), dtype=torch.float16 if precision == "fp16" else torch.float32)
-    res = resolution or model.info.native_resolution
-    spec = diffusion_specs(model.info, res, max_batch, precision)[component]
-    return build_modules(model, res)[component], spec

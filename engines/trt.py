@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from engines import TensorSpec
-from streamer.errors import EngineError, MissingExtraError, ModelError
+from streamer.core.errors import EngineError, MissingExtraError, ModelError
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from streamer.errors import ModelError
+from streamer.core.errors import ModelError
 
 LAYOUTS = ("auto", "v8", "v5", "e2e")
 PAD_VALUE = 114
@@ -158,7 +158,7 @@ def _cxcywh_to_xyxy(b: FloatArray) -> FloatArray:
 
 def nms_per_class(xyxy: FloatArray, score: FloatArray, cls: npt.NDArray[np.int64], iou: float) -> npt.NDArray[np.int64]:
     """Indices kept by greedy NMS run separately per class (boxes of different classes never suppress)."""
-    from streamer.detect import nms
+    from streamer.stages.detect import nms
 
     if len(xyxy) == 0:
         return np.zeros(0, np.int64)

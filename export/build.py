@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from export import cache
-from export.spec import (
+from streamer.core.errors import ConfigError
+from streamer.models.diffusion.info import ModelInfo, read_info
+from streamer.models.diffusion.spec import (
     DIFFUSION_COMPONENTS,
     SOURCE_FOLDER,
     ModelIO,
@@ -24,8 +26,6 @@ from export.spec import (
     float_dtype,
     spec_from_onnx,
 )
-from streamer.anonymize.diffusion.info import ModelInfo, read_info
-from streamer.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,8 @@ def _run_onnx_steps(
 def _load_modules(root: ModelInfo, resolution: int, opts: ExportOptions) -> dict[str, Any]:
     import torch
 
-    from streamer.anonymize.diffusion.loader import load_model
-    from streamer.anonymize.diffusion.modules import build_modules
+    from streamer.models.diffusion.loader import load_model
+    from streamer.models.diffusion.modules import build_modules
 
     dtype = getattr(torch, float_dtype(opts.precision))
     model = load_model(root, device=opts.device, dtype=dtype)

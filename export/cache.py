@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamer.errors import ModelError
+from streamer.core.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from export.build import (
     export_diffusion,
     export_existing,
 )
-from streamer.errors import ConfigError
+from streamer.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     artifacts: list[Artifact] = []
     if args.model:
-        from streamer.anonymize.diffusion.info import read_info
+        from streamer.models.diffusion.info import read_info
 
         artifacts += export_diffusion(read_info(args.model, args.base, args.image_encoder), opts).values()
     if args.detector:

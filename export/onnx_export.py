@@ -1,4 +1,4 @@
-"""ONNX export of an ``nn.Module`` from its :class:`~export.spec.ModelIO` (TorchScript exporter, opset 17)."""
+"""ONNX export of an ``nn.Module`` from its :class:`~streamer.models.diffusion.spec.ModelIO` (TorchScript exporter, opset 17)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from export.spec import ModelIO, TensorIO
-from streamer.errors import EngineError, MissingExtraError
+from streamer.core.errors import EngineError, MissingExtraError
+from streamer.models.diffusion.spec import ModelIO, TensorIO
 
 log = logging.getLogger(__name__)
 

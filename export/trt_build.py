@@ -1,4 +1,4 @@
-"""TensorRT engine build from an ONNX file and its :class:`~export.spec.ModelIO` (TensorRT 10/11 API).
+"""TensorRT engine build from an ONNX file and its :class:`~streamer.models.diffusion.spec.ModelIO` (TensorRT 10/11 API).
 
 Explicit shapes, one optimization profile from the spec's (min, opt, max),
 and a timing cache that persists between builds. Precision: a float16 ONNX is
@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from export.spec import ModelIO
-from streamer.errors import EngineError, MissingExtraError
+from streamer.core.errors import EngineError, MissingExtraError
+from streamer.models.diffusion.spec import ModelIO
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ See ``fawn bench --help`` and docs/benchmarks.md.
 
 import sys
 
-from streamer.cli import main
+from streamer.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", *sys.argv[1:]]))

@@ -72,9 +72,9 @@ class CpuResult:
 
 
 def precompute_tracks(seconds: float) -> list[tuple[Any, Any]]:
-    from streamer import demo
-    from streamer.detect import CenterFaceDetector
-    from streamer.track import SortTracker
+    from streamer.io import demo
+    from streamer.stages.detect import CenterFaceDetector
+    from streamer.stages.track import SortTracker
 
     detector, tracker = CenterFaceDetector(threads=2), SortTracker()
     frames = []
@@ -84,8 +84,8 @@ def precompute_tracks(seconds: float) -> list[tuple[Any, Any]]:
 
 
 def bench_backend(backend: str, model: Path, engine_dir: Path, frames: list[tuple[Any, Any]], args: argparse.Namespace) -> CpuResult:
-    from streamer.anonymize.diffusion.runtime import create_diffusion_anonymizer
-    from streamer.config import DiffusionConfig
+    from streamer.core.config import DiffusionConfig
+    from streamer.stages.anonymize.diffusion.runtime import create_diffusion_anonymizer
 
     cfg = DiffusionConfig(
         model=str(model), backend=backend, device="cpu", engine_dir=str(engine_dir), num_inference_steps=args.steps,
@@ -132,8 +132,8 @@ def real_model_flops() -> dict[str, float]:
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from streamer.anonymize.diffusion.info import reference_layout, routed_source
-    from streamer.anonymize.diffusion.modules import DenoiserIO, ReferenceNetIO
+    from streamer.models.diffusion.info import reference_layout, routed_source
+    from streamer.models.diffusion.modules import DenoiserIO, ReferenceNetIO
 
     def count(fn: Any, *inputs: Any) -> float:
         with FlopCounterMode(display=False) as counter:
@@ -170,7 +170,7 @@ def _plain_unet_flops(count: Any) -> float:
 def reference_state_mb() -> tuple[float, float]:
     """fp16 MB of one face's reference inputs to the denoiser (source + conditioning, both CFG rows):
     one tensor per attn1 layer (same-name routing) vs one per routed source layer."""
-    from streamer.anonymize.diffusion.info import reference_layout, routed_source
+    from streamer.models.diffusion.info import reference_layout, routed_source
 
     layers = reference_layout(dict(SD21_UNET, mid_block_type="UNetMidBlock2DCrossAttn"), 64)
     size = [2 * 2 * layer.tokens * layer.channels * 2 / 1e6 for layer in layers]
@@ -227,7 +227,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     import torch
 
-    from streamer.anonymize.diffusion.tiny import write_tiny_model
+    from streamer.models.diffusion.tiny import write_tiny_model
 
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,7 +7,7 @@ t1.jpg group photo) moving slowly over a background; Grace is registered
 the tracker run first (not timed); then the identity stage alone is timed on
 the same tracked detections:
 
-- cached: fawn's :class:`~streamer.identity.TrackIdentityResolver` (K samples
+- cached: fawn's :class:`~streamer.stages.identity.resolver.TrackIdentityResolver` (K samples
   per track, then a cached decision with cheap re-checks);
 - uncached: align + embed + match every face in every frame.
 
@@ -32,15 +32,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streamer import demo
-from streamer.config import IdentityConfig
-from streamer.detect import CenterFaceDetector
-from streamer.embed import Embedder, create_embedder
-from streamer.gallery import Gallery
-from streamer.identity import TrackIdentityResolver
-from streamer.stats import RunStats
-from streamer.track import SortTracker
-from streamer.types import FaceDetections, Image
+from streamer.core.config import IdentityConfig
+from streamer.core.stats import RunStats
+from streamer.core.types import FaceDetections, Image
+from streamer.io import demo
+from streamer.stages.detect import CenterFaceDetector
+from streamer.stages.identity.embed import Embedder, create_embedder
+from streamer.stages.identity.gallery import Gallery
+from streamer.stages.identity.resolver import TrackIdentityResolver
+from streamer.stages.track import SortTracker
 
 log = logging.getLogger("bench_identity")
 

@@ -4,7 +4,7 @@
 
 For each frame size (1080p with a 2x1 tile grid and whole-frame, 720p whole-frame)
 and plate style, plates 60-200 px wide move over real photos
-(:mod:`streamer.plate_scenes`). Reported: the share of plates whose whole box is
+(:mod:`streamer.tools.plate_scenes`). Reported: the share of plates whose whole box is
 inside one detection padded as the anonymizer pads it (``plates.padding``), per
 frame from the detector alone, and after the plate tracker (what fawn hides:
 coasting tracks included); false detections per frame; detector ms per frame.
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from streamer import plate_scenes
-from streamer.config import PlatesConfig, TrackerConfig
-from streamer.plates import YoloDetector
-from streamer.track import SortTracker
+from streamer.core.config import PlatesConfig, TrackerConfig
+from streamer.stages.plates import YoloDetector
+from streamer.stages.track import SortTracker
+from streamer.tools import plate_scenes
 
 BACKDROPS = ("rocket", "motorcycle_left", "astronaut", "coffee")
 SETUPS = (((1920, 1080), (2, 1)), ((1920, 1080), (1, 1)), ((1280, 720), (1, 1)))

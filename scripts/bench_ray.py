@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """``fawn batch`` on Ray: files per minute and fps for 1 vs 2 workers, and the per-file overhead of Ray.
 
-N clips are made from real face photos (``streamer.demo``). The same clips are anonymized:
+N clips are made from real face photos (``streamer.io.demo``). The same clips are anonymized:
 
-- ``fawn run`` (all cores): ``streamer.pipeline.run`` per file, in-process, the default config
+- ``fawn run`` (all cores): ``streamer.runtime.pipeline.run`` per file, in-process, the default config
   (the detector uses every core);
 - ``fawn run`` (1 thread): the same with ``detector.threads: 1`` -- the per-file work of one
   Ray worker, so the difference to ``ray, 1 worker`` is what Ray adds;
-- ``ray, K workers``: :func:`streamer.cluster.job.run_job` on a local Ray instance, one CPU per
+- ``ray, K workers``: :func:`streamer.runtime.cluster.job.run_job` on a local Ray instance, one CPU per
   worker, into a fresh output folder (nothing skipped).
 
 "job" time covers listing, planning, starting the actors (each loads its models once), the
@@ -35,10 +35,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from streamer import demo
-from streamer.cluster.job import BatchOptions, import_ray, run_job
-from streamer.config import PipelineConfig, load_config
-from streamer.pipeline import RunOptions, run
+from streamer.core.config import PipelineConfig, load_config
+from streamer.io import demo
+from streamer.runtime.cluster.job import BatchOptions, import_ray, run_job
+from streamer.runtime.pipeline import RunOptions, run
 
 log = logging.getLogger("bench_ray")
 
@@ -119,7 +119,7 @@ def markdown(results: list[Result], clips: int, seconds: float, size: str) -> st
     ray2 = next((r for r in results if r.name == "ray, 2 workers"), None)
     lines = [
         f"{date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"{clips} clips x {seconds:g} s at {size} (real faces, streamer.demo)",
+        f"{clips} clips x {seconds:g} s at {size} (real faces, streamer.io.demo)",
         "",
         "| run | files/min | fps | job s | startup s |",
         "|---|---:|---:|---:|---:|",

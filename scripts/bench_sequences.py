@@ -2,7 +2,7 @@
 
 Builds ``--sequences`` folders of ``--frames`` 1080p JPEG frames from real photos (small pedestrians'
 faces, camera motion; tests/streamer/dashcam_media.py), then times each run and checks every
-face with the oracle (streamer.verify). Run from the repository root:
+face with the oracle (streamer.tools.verify). Run from the repository root:
 
     RAY_USAGE_STATS_ENABLED=0 PYTHONPATH=. .venv/bin/python scripts/bench_sequences.py --json out/bench-seq.json
 """
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import cv2
 
-from streamer import verify
+from streamer.tools import verify
 from tests.streamer.dashcam_media import Sequence, write_sequence
 
-FAWN = [sys.executable, "-m", "streamer.cli"]
+FAWN = [sys.executable, "-m", "streamer.cli.main"]
 
 
 def _recall(out: Path, seqs: dict[str, Sequence]) -> float:

@@ -17,8 +17,8 @@ import argparse
 import logging
 import sys
 
-from streamer.bench import machine
-from streamer.bench_streams import (
+from streamer.tools.bench import machine
+from streamer.tools.bench_streams import (
     load_points,
     points_table,
     recall,
@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(f"{sustained_table(points)}\n\n{points_table(points)}\n")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name in ("streamer.pipeline", "streamer.multistream", "streamer.sinks"):
+    for name in ("streamer.runtime.pipeline", "streamer.runtime.multistream", "streamer.io.sinks"):
         logging.getLogger(name).setLevel(logging.WARNING)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     rates = [float(r) for r in args.rates.split(",")]

@@ -58,7 +58,7 @@ def loopback_ice() -> None:
 
 
 def demo_frames(width: int, height: int, seconds: float = 2.0) -> list[np.ndarray]:
-    from streamer import demo
+    from streamer.io import demo
 
     return [image for image, _gt in demo.render(demo.demo_spec(width, height, seconds=seconds))]
 
@@ -82,8 +82,8 @@ def stamped(frames: list[np.ndarray]) -> Iterator[np.ndarray]:
 
 
 def serve(size: tuple[int, int], mode: str) -> None:
-    from streamer.config import load_config
-    from streamer.types import Frame
+    from streamer.core.config import load_config
+    from streamer.core.types import Frame
     from streamer.web.server import ServeOptions, run_server
     from streamer.web.tracks import IterFeed
 

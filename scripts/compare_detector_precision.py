@@ -2,7 +2,7 @@
 """Choose the default detector engine/precision by measurement (issue 13).
 
 Runs each candidate detector on every frame of the stress segments
-(:mod:`streamer.stress`) at each size and counts, per segment, the ground-truth
+(:mod:`streamer.tools.stress`) at each size and counts, per segment, the ground-truth
 face-frames it finds (:func:`found`)
 and the face-frames fp32 onnxruntime finds that the candidate does not ("lost").
 The same counts are made after the tracker (``SortTracker`` with the default
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from streamer.bench_stress import iter_sizes
-from streamer.config import DetectorConfig
-from streamer.detect import create_detector
-from streamer.stress import render, segment_specs
-from streamer.track import SortTracker
+from streamer.core.config import DetectorConfig
+from streamer.stages.detect import create_detector
+from streamer.stages.track import SortTracker
+from streamer.tools.bench_stress import iter_sizes
+from streamer.tools.stress import render, segment_specs
 
 CANDIDATES = {
     "fp32 onnxruntime": {"engine": "onnxruntime", "precision": "fp32"},

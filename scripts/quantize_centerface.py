@@ -46,8 +46,8 @@ OPSET = 13
 
 def calibration_frames(count: int = CALIB_FRAMES, size: tuple[int, int] = CALIB_SIZE) -> Iterator[np.ndarray]:
     """BGR frames of real faces in the conditions fawn meets (see the module docstring)."""
-    from streamer import demo
-    from streamer.stress import stress_frame
+    from streamer.io import demo
+    from streamer.tools.stress import stress_frame
 
     photos = [demo.astronaut(), demo.grace_hopper(), *demo.t1_photos()]
     rng = np.random.default_rng(20261203)

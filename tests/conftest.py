@@ -13,7 +13,7 @@ import pytest
 from tests.rtsp_server import RtspServer, unavailable_reason
 
 # ============================================================================
-# IO fixtures: media clips made in code from real face photos (streamer.demo),
+# IO fixtures: media clips made in code from real face photos (streamer.io.demo),
 # and a real RTSP server on loopback (tests/rtsp_server.py).
 # Used by tests/streamer/test_sources.py, test_sinks.py, test_threads.py, test_rtsp.py.
 # ============================================================================
@@ -32,7 +32,7 @@ def _write_clip(
     gop: int | None = None,
 ) -> Path:
     """Encode demo frames (real faces) with PyAV: H.264, optionally VFR and with an AAC sine track."""
-    from streamer import demo
+    from streamer.io import demo
 
     spec = demo.demo_spec(*CLIP_SIZE, seconds=seconds, fps=CLIP_FPS)
     tb = Fraction(1, 1000)
@@ -76,8 +76,8 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_clip(media_dir: Path) -> Path:
-    """2 s, 15 fps, 320x240 H.264 MP4 written by streamer.demo.write_clip (30 frames)."""
-    from streamer import demo
+    """2 s, 15 fps, 320x240 H.264 MP4 written by streamer.io.demo.write_clip (30 frames)."""
+    from streamer.io import demo
 
     path = media_dir / "demo.mp4"
     demo.write_clip(demo.demo_spec(*CLIP_SIZE, seconds=2.0, fps=CLIP_FPS), path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamer.errors import MissingExtraError
+from streamer.core.errors import MissingExtraError
 
 
 def require_webrtc() -> None:

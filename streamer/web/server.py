@@ -46,13 +46,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamer.config import METHODS, MODES, PipelineConfig
-from streamer.errors import ConfigError, FawnError, MissingExtraError
-from streamer.metrics import prometheus_text
-from streamer.processor import FrameProcessor, SharedModels, build_processor
-from streamer.redact import redact_text, redact_url
-from streamer.sources import is_live_spec
-from streamer.stats import RunStats
+from streamer.core.config import METHODS, MODES, PipelineConfig
+from streamer.core.errors import ConfigError, FawnError, MissingExtraError
+from streamer.core.redact import redact_text, redact_url
+from streamer.core.stats import RunStats
+from streamer.io.sources import is_live_spec
+from streamer.runtime.metrics import prometheus_text
+from streamer.runtime.processor import FrameProcessor, SharedModels, build_processor
 
 try:
     from aiohttp import web
@@ -442,7 +442,7 @@ class FawnServer:
         if identity.gallery is None or identity.mode == "all":
             return None
         if self.shared.embedder is None:
-            from streamer.embed import create_embedder
+            from streamer.stages.identity.embed import create_embedder
 
             self.shared.embedder = create_embedder(identity)
         return self.shared.embedder
@@ -541,7 +541,7 @@ class FawnServer:
         """
         factory = identity_factory()
         if factory is None:
-            raise RequestError(501, "switching mode needs streamer.identity.create_identity (not in this build)")
+            raise RequestError(501, "switching mode needs streamer.stages.identity.resolver.create_identity (not in this build)")
         identity_cfg = dataclasses.replace(self.cfg.identity, mode=mode)
         try:
             embedder = self._shared_embedder(identity_cfg)
@@ -658,14 +658,14 @@ def available_methods(cfg: PipelineConfig) -> tuple[str, ...]:
 
 def make_anonymizer(cfg: PipelineConfig) -> Any:
     """``create_anonymizer`` for ``cfg.anonymizer.method`` with the sections the heavier methods read."""
-    from streamer.anonymize import create_anonymizer
+    from streamer.stages.anonymize import create_anonymizer
 
     return create_anonymizer(cfg.anonymizer, ksame=cfg.ksame, identity=cfg.identity, diffusion=cfg.diffusion)
 
 
 def identity_factory() -> Callable[..., Any] | None:
-    """``streamer.identity.create_identity(cfg.identity, stats)`` when this build has it."""
-    factory = getattr(importlib.import_module("streamer.identity"), "create_identity", None)
+    """``streamer.stages.identity.resolver.create_identity(cfg.identity, stats)`` when this build has it."""
+    factory = getattr(importlib.import_module("streamer.stages.identity.resolver"), "create_identity", None)
     return factory if callable(factory) else None
 
 

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import cv2
 import numpy as np
 
-from streamer.errors import FawnError, MissingExtraError
-from streamer.processor import FrameProcessor, blur_frame
-from streamer.redact import redact_text, redact_url
-from streamer.sources import is_live_spec
-from streamer.types import FaceDetections, Frame, Image
+from streamer.core.errors import FawnError, MissingExtraError
+from streamer.core.redact import redact_text, redact_url
+from streamer.core.types import FaceDetections, Frame, Image
+from streamer.io.sources import is_live_spec
+from streamer.runtime.processor import FrameProcessor, blur_frame
 
 if TYPE_CHECKING:
     import av
@@ -194,7 +194,7 @@ class IterFeed:
 
 
 class SourceFeed:
-    """A feed from :func:`streamer.sources.open_source` (file, ``rtsp://``, ``cam:N``, ``demo``).
+    """A feed from :func:`streamer.io.sources.open_source` (file, ``rtsp://``, ``cam:N``, ``demo``).
 
     With ``open_now`` the source is opened at once, so a bad file fails before the
     server starts; otherwise (cameras) on the broadcast thread, which retries. A
@@ -202,7 +202,7 @@ class SourceFeed:
     """
 
     def __init__(self, spec: str, io: Any, open_now: bool = True) -> None:
-        from streamer.sources import open_source
+        from streamer.io.sources import open_source
 
         self._open = open_source
         self._spec = spec
@@ -229,7 +229,7 @@ class SourceFeed:
         return int(self._reader.dropped) if self._reader is not None else 0
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
-        from streamer.threads import FrameReader
+        from streamer.io.threads import FrameReader
 
         source = self._source if self._source is not None else self._use(self._open(self._spec, self._io))
         self._source = None

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import engines
-from streamer.errors import EngineError, ModelError
+from streamer.core.errors import EngineError, ModelError
 
 
 def test_unknown_engine_lists_valid_kinds() -> None:

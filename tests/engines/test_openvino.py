@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import engines
-from streamer.demo import default_photos
-from streamer.errors import EngineError
+from streamer.core.errors import EngineError
+from streamer.io.demo import default_photos
 
 pytest.importorskip("openvino")
 
@@ -47,7 +47,7 @@ def test_missing_openvino_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_doctor_lists_openvino_devices_and_the_default_detector() -> None:
-    from streamer.doctor import format_report, report
+    from streamer.tools.doctor import format_report, report
 
     data = report()
     assert data["openvino_devices"]["CPU"].startswith("ok (OpenVINO:CPU")

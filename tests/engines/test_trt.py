@@ -10,7 +10,7 @@ import pytest
 
 import engines
 from engines.trt import check_profile
-from streamer.errors import EngineError, MissingExtraError
+from streamer.core.errors import EngineError, MissingExtraError
 from tests.export.tiny_models import tiny_model_dir  # noqa: F401  (fixture)
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None

@@ -14,9 +14,9 @@ import engines
 from export import cache
 from export.build import ExportOptions, export_diffusion, export_existing
 from export.cli import add_export_parser
-from export.spec import DIFFUSION_COMPONENTS, diffusion_specs, spec_from_onnx
-from streamer.anonymize.diffusion.info import read_info
-from streamer.errors import ConfigError, MissingExtraError, ModelError
+from streamer.core.errors import ConfigError, MissingExtraError, ModelError
+from streamer.models.diffusion.info import read_info
+from streamer.models.diffusion.spec import DIFFUSION_COMPONENTS, diffusion_specs, spec_from_onnx
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

@@ -16,9 +16,9 @@ pytest.importorskip("diffusers", reason="needs fawn[diffusion]")
 import engines  # noqa: E402
 from export.build import ExportOptions, export_diffusion  # noqa: E402
 from export.onnx_export import example_inputs  # noqa: E402
-from export.spec import DIFFUSION_COMPONENTS, diffusion_specs  # noqa: E402
-from streamer.anonymize.diffusion.loader import load_model  # noqa: E402
-from streamer.anonymize.diffusion.modules import build_modules  # noqa: E402
+from streamer.models.diffusion.loader import load_model  # noqa: E402
+from streamer.models.diffusion.modules import build_modules  # noqa: E402
+from streamer.models.diffusion.spec import DIFFUSION_COMPONENTS, diffusion_specs  # noqa: E402
 
 FP32_TOLERANCE = 1e-4
 
@@ -74,7 +74,7 @@ SD21_RES = 128
 @pytest.fixture(scope="module")
 def sd21_export(tiny_download: object, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     """The SD2.1-topology tiny model (three downloaded folders): torch modules and fp32 ONNX of the routed networks."""
-    from streamer.anonymize.diffusion.info import read_info
+    from streamer.models.diffusion.info import read_info
 
     dl = tiny_download
     info = read_info(dl.model, dl.base, dl.image_encoder)  # type: ignore[attr-defined]

@@ -1,5 +1,5 @@
 """Session fixtures: the tiny random-init face_anon_simple-style model
-(:func:`streamer.anonymize.diffusion.tiny.write_tiny_model`) and its fp32 ONNX export.
+(:func:`streamer.models.diffusion.tiny.write_tiny_model`) and its fp32 ONNX export.
 
 Conftests in two folders import these fixtures, so the work is memoized per
 session (by pytest's base temp folder) and done once.
@@ -24,7 +24,7 @@ _EXPORTED: dict[str, dict[str, Any]] = {}
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("diffusers", reason="needs fawn[diffusion]")
     pytest.importorskip("transformers", reason="needs fawn[diffusion]")
-    from streamer.anonymize.diffusion.tiny import write_tiny_model
+    from streamer.models.diffusion.tiny import write_tiny_model
 
     key = str(tmp_path_factory.getbasetemp())
     if key not in _BUILT:

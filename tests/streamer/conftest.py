@@ -1,13 +1,13 @@
-"""Fixtures for the stage tests: real face frames from streamer.demo and the real detector."""
+"""Fixtures for the stage tests: real face frames from streamer.io.demo and the real detector."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from streamer import demo
-from streamer.detect import CenterFaceDetector
-from streamer.types import Image
+from streamer.core.types import Image
+from streamer.io import demo
+from streamer.stages.detect import CenterFaceDetector
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streamer import demo
-from streamer.types import FloatArray, Image
+from streamer.core.types import FloatArray, Image
+from streamer.io import demo
 
 WIDTH, HEIGHT = 1920, 1080
 

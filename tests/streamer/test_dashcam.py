@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 import yaml
 
-from streamer import demo, plate_scenes, verify
-from streamer.cli import main
+from streamer.cli.main import main
+from streamer.io import demo
+from streamer.tools import plate_scenes, verify
 
 FRAMES = 4
 
@@ -34,7 +35,7 @@ def _platedet() -> Path:
 
 def _drive(folder: Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """1080p frames of a panning camera over a real photo and a road with four moving Mercosur plates
-    (streamer.plate_scenes), and three walking pedestrians' faces (real photos, 26-40 px), as JPEG."""
+    (streamer.tools.plate_scenes), and three walking pedestrians' faces (real photos, 26-40 px), as JPEG."""
     photos = demo.default_photos()
     walkers = [(photos[0], 40.0, 0.30, 0.45, 6.0), (photos[1], 32.0, 0.55, 0.50, -4.0), (photos[0], 26.0, 0.78, 0.40, 3.0)]
     folder.mkdir(parents=True)

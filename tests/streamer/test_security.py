@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from streamer.identity import AuditLog
-from streamer.redact import redact_text, redact_url
+from streamer.core.redact import redact_text, redact_url
+from streamer.stages.identity.resolver import AuditLog
 
 SECRET = "s3cret"
 
@@ -58,7 +58,7 @@ def test_the_cli_error_line_and_logs_are_redacted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     """A file-like source with credentials (not RTSP): its 'not found' error is redacted."""
-    from streamer.cli import main
+    from streamer.cli.main import main
 
     caplog.set_level(logging.DEBUG)
     stats = tmp_path / "stats.json"
@@ -70,7 +70,7 @@ def test_the_cli_error_line_and_logs_are_redacted(
 
 
 def test_manifest_lines_carry_no_password(tmp_path: Path) -> None:
-    from streamer.cluster.manifest import ManifestRow, ManifestWriter, read_rows
+    from streamer.runtime.cluster.manifest import ManifestRow, ManifestWriter, read_rows
 
     path = tmp_path / "fawn-manifest.jsonl"
     row = ManifestRow(
@@ -88,9 +88,9 @@ def test_manifest_lines_carry_no_password(tmp_path: Path) -> None:
 
 
 def test_fawn_batch_refuses_a_gallery_others_can_read_too(tmp_path: Path) -> None:
-    from streamer.cluster.job import gallery_bytes
-    from streamer.config import load_config
-    from streamer.errors import GalleryError
+    from streamer.core.config import load_config
+    from streamer.core.errors import GalleryError
+    from streamer.runtime.cluster.job import gallery_bytes
 
     path = tmp_path / "people.fawn"
     path.write_text('{"format": "fawn-gallery"}')

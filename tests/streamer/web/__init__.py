@@ -23,9 +23,9 @@ import av  # noqa: E402
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription  # noqa: E402
 from aiortc.mediastreams import MediaStreamError  # noqa: E402
 
-from streamer import demo  # noqa: E402
-from streamer.config import PipelineConfig, load_config  # noqa: E402
-from streamer.types import Frame, Image  # noqa: E402
+from streamer.core.config import PipelineConfig, load_config  # noqa: E402
+from streamer.core.types import Frame, Image  # noqa: E402
+from streamer.io import demo  # noqa: E402
 from streamer.web.server import FawnServer, ServeOptions, create_app  # noqa: E402
 from streamer.web.tracks import FrameFeed, IterFeed, draw_stamp  # noqa: E402
 

@@ -106,7 +106,8 @@ def _check_plays(result: dict[str, Any]) -> None:
 
 
 def test_page_plays_the_anonymized_source(tmp_path: Path) -> None:
-    from streamer import demo, verify
+    from streamer.io import demo
+    from streamer.tools import verify
 
     result = run_scenario("source", tmp_path)
     _check_plays(result)
@@ -127,7 +128,7 @@ def test_page_plays_the_anonymized_source(tmp_path: Path) -> None:
 
 
 def test_camera_path_comes_back_anonymized(tmp_path: Path) -> None:
-    from streamer import verify
+    from streamer.tools import verify
     from streamer.web.tracks import read_stamp
 
     frames, boxes = _write_camera_clip(tmp_path / "camera.y4m")
@@ -149,7 +150,8 @@ def test_camera_path_comes_back_anonymized(tmp_path: Path) -> None:
 
 
 def test_picker_switches_between_sources(tmp_path: Path) -> None:
-    from streamer import demo, verify
+    from streamer.io import demo
+    from streamer.tools import verify
 
     spec = demo.demo_spec(320, 240, seconds=4.0)
     demo.write_clip(spec, tmp_path / "small.mp4")
@@ -191,7 +193,7 @@ def _best_match(image: np.ndarray, truth: list[tuple[np.ndarray, np.ndarray]]) -
 
 def _write_camera_clip(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """A Y4M clip of the demo's real faces, each frame stamped with its index (Chromium's fake camera)."""
-    from streamer import demo
+    from streamer.io import demo
     from streamer.web.tracks import draw_stamp
 
     width, height = CAMERA_SIZE
@@ -220,7 +222,7 @@ def _start_server(
     import queue
     import threading
 
-    from streamer.config import load_config
+    from streamer.core.config import load_config
     from streamer.web.server import ServeOptions, run_server
 
     urls: queue.Queue[str | BaseException] = queue.Queue()

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from streamer.errors import ConfigError
-from streamer.web.cli import _token
+from streamer.cli.serve import _token
+from streamer.core.errors import ConfigError
 from streamer.web.server import FawnServer, ServeOptions
 from tests.streamer.web import (
     Clip,
@@ -121,8 +121,8 @@ def test_cli_serves_demo_while_a_camera_is_unreachable(tmp_path: Path) -> None:
     config = tmp_path / "fast.yaml"
     config.write_text("io:\n  reconnect_attempts: 0\n  reconnect_backoff: 0.0\n  reconnect_max_backoff: 0.05\n")
     code = (
-        "import argparse, sys; from streamer.web.cli import add_serve_parser;"
-        "from streamer.redact import redact_log_handlers; import logging;"
+        "import argparse, sys; from streamer.cli.serve import add_serve_parser;"
+        "from streamer.core.redact import redact_log_handlers; import logging;"
         "logging.basicConfig(level=logging.INFO); redact_log_handlers();"
         "p = argparse.ArgumentParser(); add_serve_parser(p.add_subparsers());"
         "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
@@ -289,8 +289,8 @@ def test_peers_and_toggles_release_what_they_hold(
 ) -> None:
     """20 camera peers come and go, 20 /control toggles: every processor and replaced stage is closed,
     /control reuses the shared embedder, threads and RSS stay flat."""
-    import streamer.embed
-    import streamer.identity
+    import streamer.stages.identity.embed
+    import streamer.stages.identity.resolver
     import streamer.web.server as server_module
 
     gallery = _enroll_grace(tmp_path)
@@ -313,7 +313,7 @@ def test_peers_and_toggles_release_what_they_hold(
         return processor
 
     audits: list[Any] = []
-    real_audit = streamer.identity.AuditLog
+    real_audit = streamer.stages.identity.resolver.AuditLog
 
     def audit(path: Any) -> Any:
         log = real_audit(path)
@@ -321,16 +321,16 @@ def test_peers_and_toggles_release_what_they_hold(
         return log
 
     embedders = {"loaded": 0}
-    real_embedder = streamer.embed.create_embedder
+    real_embedder = streamer.stages.identity.embed.create_embedder
 
     def count_embedder(*args: Any, **kwargs: Any) -> Any:
         embedders["loaded"] += 1
         return real_embedder(*args, **kwargs)
 
     monkeypatch.setattr(server_module, "build_processor", build)
-    monkeypatch.setattr(streamer.identity, "AuditLog", audit)
-    monkeypatch.setattr(streamer.identity, "create_embedder", count_embedder)
-    monkeypatch.setattr(streamer.embed, "create_embedder", count_embedder)
+    monkeypatch.setattr(streamer.stages.identity.resolver, "AuditLog", audit)
+    monkeypatch.setattr(streamer.stages.identity.resolver, "create_embedder", count_embedder)
+    monkeypatch.setattr(streamer.stages.identity.embed, "create_embedder", count_embedder)
 
     async def cycles(server: FawnServer, base: str, count: int) -> None:
         for _ in range(count):

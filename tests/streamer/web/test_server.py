@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from streamer import verify
-from streamer.errors import ConfigError
-from streamer.types import Image
+from streamer.core.errors import ConfigError
+from streamer.core.types import Image
+from streamer.tools import verify
 from streamer.web.server import ServeOptions, is_loopback
 from streamer.web.tracks import read_stamp
 from tests.streamer.web import (
@@ -277,9 +277,9 @@ def _enroll_grace(folder: Path) -> Path:
     """Grace Hopper enrolled from another crop (rotated, scaled, JPEG) than the clip shows."""
     import cv2
 
-    from streamer import demo
-    from streamer.config import load_config
-    from streamer.enroll import EnrollOptions, enroll
+    from streamer.core.config import load_config
+    from streamer.io import demo
+    from streamer.stages.identity.enroll import EnrollOptions, enroll
 
     image = demo.grace_hopper().image
     h, w = image.shape[:2]
@@ -371,7 +371,7 @@ def test_metrics_in_prometheus_text_format(clip: Clip) -> None:
 def test_cli_serves_and_stops_on_sigint(tmp_path: Any) -> None:
     """``fawn serve demo --port 0`` prints its URL, answers, and exits 0 on SIGINT."""
     code = (
-        "import argparse, sys; from streamer.web.cli import add_serve_parser;"
+        "import argparse, sys; from streamer.cli.serve import add_serve_parser;"
         "p = argparse.ArgumentParser(); add_serve_parser(p.add_subparsers());"
         "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
     )
@@ -472,7 +472,7 @@ def test_several_sources_served_side_by_side(clip: Clip) -> None:
 
 
 def test_serve_rejects_sources_and_config_streams_together(tmp_path: Path) -> None:
-    from streamer.cli import main
+    from streamer.cli.main import main
 
     config = tmp_path / "s.yaml"
     config.write_text("streams:\n  - source: demo\n")

@@ -12,10 +12,10 @@ import pytest
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from streamer import verify
-from streamer.processor import FrameProcessor, build_processor
-from streamer.stats import RunStats
-from streamer.types import FaceDetections, Frame, Image
+from streamer.core.stats import RunStats
+from streamer.core.types import FaceDetections, Frame, Image
+from streamer.runtime.processor import FrameProcessor, build_processor
+from streamer.tools import verify
 from streamer.web.tracks import (
     AnonymizedFrame,
     BroadcastHub,

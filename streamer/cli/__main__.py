@@ -1,0 +1,7 @@
+"""``python -m streamer.cli.main`` runs ``fawn``."""
+
+import sys
+
+from streamer.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,208 @@
+"""Face detection stage: ``Detector.detect(frame) -> FaceDetections``."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+import engines
+from streamer.core.config import (
+    DETECTOR_ENGINES,
+    DETECTOR_PRECISIONS,
+    DETECTORS,
+    PAD_MODES,
+    DetectorConfig,
+)
+from streamer.core.errors import ConfigError, ModelError
+from streamer.core.types import FaceDetections, FloatArray, Image
+
+log = logging.getLogger(__name__)
+
+
+class Detector(Protocol):
+    def detect(self, image: Image) -> FaceDetections: ...
+
+
+class BatchDetector(Detector, Protocol):
+    """A detector that can also take several frames in one call (one result per frame)."""
+
+    def detect_batch(self, images: list[Image]) -> list[FaceDetections]: ...
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A network input and how to map its pixels back: ``frame = (blob - pad) / scale``."""
+
+    blob: np.ndarray
+    scale: float
+    pad: int
+
+
+class CenterFaceDetector:
+    """CenterFace (MIT) through an :class:`engines.Engine`.
+
+    Input: RGB 0..255 float32 [1,3,H,W], H and W multiples of 32. Outputs, by
+    position: heatmap [1,1,h,w], log-scale [1,2,h,w], offset [1,2,h,w],
+    landmarks [1,10,h,w] at stride 4.
+    """
+
+    STRIDE = 4
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        engine: str = "onnxruntime",
+        device: str = "cpu",
+        threshold: float = 0.25,
+        nms_iou: float = 0.3,
+        max_side: int = 1920,
+        threads: int = 0,
+        edge_pad: float = 0.0,
+        pad_mode: str = "reflect",
+        edge_threshold: float | None = None,
+    ) -> None:
+        if pad_mode not in PAD_MODES:
+            raise ConfigError(f"detector.pad_mode: '{pad_mode}' is not valid (choices: {', '.join(PAD_MODES)})")
+        path = Path(model) if model else engines.builtin_model("centerface")
+        self.engine = engines.create(engine, path, device=device, threads=threads)
+        if len(self.engine.outputs) != 4 or len(self.engine.inputs) != 1:
+            raise ModelError(f"{path.name} is not a CenterFace model (want 1 input, 4 outputs)")
+        self._input = self.engine.inputs[0].name
+        self._outputs = [o.name for o in self.engine.outputs]
+        self.threshold = threshold
+        self.nms_iou = nms_iou
+        self.max_side = max_side
+        self.edge_pad = edge_pad
+        self.pad_mode = pad_mode
+        self.edge_threshold = threshold if edge_threshold is None else min(edge_threshold, threshold)
+        self.model_path = path
+
+    def detect(self, image: Image) -> FaceDetections:
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: list[Image]) -> list[FaceDetections]:
+        """Detect faces in several frames; frames whose input blobs have one shape share a run."""
+        prepared = [self._preprocess(image) for image in images]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, p in enumerate(prepared):
+            groups.setdefault(p.blob.shape, []).append(i)
+        results: dict[int, FaceDetections] = {}
+        for shape, members in groups.items():
+            batch = np.concatenate([prepared[i].blob for i in members]) if len(members) > 1 else prepared[members[0]].blob
+            out = self.engine.run({self._input: batch})
+            for row, i in enumerate(members):
+                heads = [out[name][row] for name in self._outputs]
+                results[i] = self._postprocess(heads, shape[2:], prepared[i], images[i].shape)
+        return [results[i] for i in range(len(images))]
+
+    def _postprocess(
+        self, heads: list[np.ndarray], hw: tuple[int, ...], prepared: Prepared, shape: tuple[int, ...]
+    ) -> FaceDetections:
+        heat, size, offset, lms = heads
+        boxes, scores, landmarks = self._decode(heat[0], size, offset, lms, hw)
+        keep = nms(boxes, scores, self.nms_iou)
+        h, w = shape[:2]
+        raw = (boxes[keep] - prepared.pad) / prepared.scale
+        boxes = raw.copy()
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        scores = scores[keep]
+        # a box wholly inside the padding (a reflection of a face near the edge) is no face of the frame
+        inside = ((boxes[:, 2] - boxes[:, 0]) >= 2) & ((boxes[:, 3] - boxes[:, 1]) >= 2)
+        # a face cut by the frame edge scores lower: it passes with edge_threshold
+        cut = (raw[:, 0] < 0) | (raw[:, 1] < 0) | (raw[:, 2] > w) | (raw[:, 3] > h)
+        ok = inside & ((scores >= self.threshold) | (cut & (scores >= self.edge_threshold)))
+        landmarks = (landmarks[keep] - prepared.pad) / prepared.scale
+        return FaceDetections(boxes[ok], scores[ok], landmarks[ok])
+
+    def _preprocess(self, image: Image) -> Prepared:
+        h, w = image.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        rw, rh = max(32, round(w * scale)), max(32, round(h * scale))
+        resized = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA) if scale != 1.0 else image
+        pad = round(self.edge_pad * min(rw, rh))
+        if pad and self.pad_mode == "reflect":
+            resized = cv2.copyMakeBorder(resized, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+            x0 = 0
+        else:
+            x0 = pad  # constant: the zeros of the blob are the border
+        pw, ph = -(-(rw + 2 * pad) // 32) * 32, -(-(rh + 2 * pad) // 32) * 32
+        blob = np.zeros((1, 3, ph, pw), np.float32)
+        # BGR -> RGB planes without an intermediate copy of the whole image
+        blob[0, :, x0 : x0 + resized.shape[0], x0 : x0 + resized.shape[1]] = resized.transpose(2, 0, 1)[::-1]
+        return Prepared(blob, rw / w, pad)
+
+    def _decode(
+        self, heat: np.ndarray, size: np.ndarray, offset: np.ndarray, lms: np.ndarray, hw: tuple[int, ...]
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        ys, xs = np.nonzero(heat > self.edge_threshold)
+        s = self.STRIDE
+        bh = np.exp(size[0, ys, xs]) * s
+        bw = np.exp(size[1, ys, xs]) * s
+        cy = (ys + offset[0, ys, xs] + 0.5) * s
+        cx = (xs + offset[1, ys, xs] + 0.5) * s
+        x1 = np.maximum(0, cx - bw / 2)
+        y1 = np.maximum(0, cy - bh / 2)
+        boxes = np.stack([x1, y1, np.minimum(x1 + bw, hw[1]), np.minimum(y1 + bh, hw[0])], axis=1)
+        lm = lms[:, ys, xs].T.reshape(-1, 5, 2)  # (dy, dx) pairs relative to box size
+        landmarks = np.stack([lm[:, :, 1] * bw[:, None] + x1[:, None], lm[:, :, 0] * bh[:, None] + y1[:, None]], axis=2)
+        return boxes.astype(np.float32), heat[ys, xs].astype(np.float32), landmarks.astype(np.float32)
+
+
+def nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression; returns kept indices, best score first."""
+    order = np.argsort(-scores)
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        order = rest[iou_one_to_many(boxes[i], boxes[rest]) <= iou_threshold]
+    return np.array(keep, dtype=np.int64)
+
+
+def iou_one_to_many(box: FloatArray, boxes: FloatArray) -> FloatArray:
+    return iou_matrix(box[None], boxes)[0]
+
+
+def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
+    """IoU of every box in ``a`` [N,4] with every box in ``b`` [M,4] -> [N,M]."""
+    tl = np.maximum(a[:, None, :2], b[None, :, :2])
+    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(br - tl, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return (inter / np.maximum(union, 1e-6)).astype(np.float32)
+
+
+def resolve_engine(cfg: DetectorConfig) -> tuple[str, Path | None]:
+    """The engine and model file ``cfg`` means once ``auto`` is decided (see :class:`DetectorConfig`)."""
+    if cfg.engine not in DETECTOR_ENGINES:
+        raise ConfigError(f"detector.engine: '{cfg.engine}' is not valid (choices: {', '.join(DETECTOR_ENGINES)})")
+    if cfg.precision not in DETECTOR_PRECISIONS:
+        raise ConfigError(f"detector.precision: '{cfg.precision}' is not valid (choices: {', '.join(DETECTOR_PRECISIONS)})")
+    engine = cfg.engine
+    if engine == "auto":
+        engine = "openvino" if cfg.device == "cpu" and importlib.util.find_spec("openvino") else "onnxruntime"
+    if cfg.model:
+        return engine, Path(cfg.model)
+    precision = cfg.precision if cfg.precision != "auto" else ("int8" if cfg.device == "cpu" else "fp32")
+    return engine, engines.builtin_model("centerface-int8" if precision == "int8" else "centerface")
+
+
+def create_detector(cfg: DetectorConfig) -> BatchDetector:
+    """Factory: the detector named by ``cfg.backend``."""
+    if cfg.backend == "centerface":
+        engine, model = resolve_engine(cfg)
+        detector = CenterFaceDetector(model, engine, cfg.device, cfg.threshold, cfg.nms_iou, cfg.max_side, cfg.threads,
+                                      cfg.edge_pad, cfg.pad_mode, cfg.edge_threshold)
+        log.info("detector: CenterFace %s on %s (%s)", detector.model_path.name, engine, ", ".join(detector.engine.providers))
+        return detector
+    raise ConfigError(f"detector.backend: '{cfg.backend}' is not valid (choices: {', '.join(DETECTORS)})")

@@ -1,0 +1,1 @@
+"""Identity per track: ArcFace embeddings, face alignment, the gallery, enrolment, the resolver."""

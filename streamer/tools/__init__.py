@@ -1,0 +1,1 @@
+"""Tools around the product: benchmarks, stress clips, the privacy oracle (verify), doctor, evaluation."""
