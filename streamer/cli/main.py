@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,12 +15,13 @@ from export.cli import add_export_parser
 from streamer.cli.batch import add_batch_parser
 from streamer.cli.diffusion import DIFFUSION_RUN_OPTIONS, add_diffusion_run_args
 from streamer.cli.eval import add_eval_parser, add_sweep_parser
+from streamer.cli.models import add_models_parser
 from streamer.cli.serve import add_serve_parser
+from streamer.cli.signals import stop_on_signals
 from streamer.core.config import ANNOTATION_FORMATS, METHODS, MODES, PipelineConfig, load_config
 from streamer.core.errors import ConfigError, FawnError
 from streamer.core.redact import redact_log_handlers, redact_text
 from streamer.io.imageseq import folder_kind
-from streamer.models.diffusion.check import add_models_parser
 from streamer.stages.identity.enroll import (
     IDENTITY_RUN_OPTIONS,
     add_enroll_parser,
@@ -119,23 +118,6 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         **DIFFUSION_RUN_OPTIONS,
     }
     return {key: getattr(args, name) for name, key in mapping.items() if getattr(args, name, None) is not None}
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """SIGINT/SIGTERM set an event so the run stops cleanly and finalizes its output."""
-    stop = threading.Event()
-
-    def handler(signum: int, _frame: object) -> None:
-        log.warning("received %s: finishing the output and stopping", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

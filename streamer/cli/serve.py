@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from typing import Any
 
+from streamer.cli.signals import async_stop_on_signals
 from streamer.core.config import METHODS, MODES, load_config
 from streamer.core.errors import ConfigError
 
@@ -104,13 +104,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 async def _serve_until_signal(cfg: Any, options: Any, ready: Any) -> None:
     from streamer.web.server import run_server
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    async with async_stop_on_signals() as stop:
         await run_server(cfg, options, stop, ready)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
     log.info("stopped")

@@ -33,11 +33,11 @@ import numpy as np
 
 from streamer.core.config import IOConfig
 from streamer.core.errors import SinkError, SourceError
+from streamer.core.media import IMAGE_SUFFIXES
 from streamer.core.types import Frame, Image, StreamInfo
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 SEQUENCE_FPS = 10.0  # timestamps of a sequence (frames carry no time): index / 10 s, the rate of KITTI-style drives
 _ORIENTATION = 0x0112
 _LOSSY = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}

@@ -29,6 +29,7 @@ import numpy as np
 
 from streamer.core.config import IOConfig
 from streamer.core.errors import SinkError
+from streamer.core.media import RTSP_SCHEMES
 from streamer.core.types import Frame, Image, StreamInfo
 from streamer.io.sources import error_reason, redact_url
 
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 
 Item = Frame | av.Packet
 
-RTSP_SCHEMES = ("rtsp://", "rtsps://")
 FRAGMENTED = {".mp4", ".m4v", ".mov"}
 MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof", "frag_duration": "1000000", "flush_packets": "1"}
 VIDEO_OUTPUTS = FRAGMENTED | {".mkv", ".avi", ".webm", ".ts"}  # an image sequence may also be encoded to a video

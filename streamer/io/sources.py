@@ -28,6 +28,7 @@ import av.error
 
 from streamer.core.config import IOConfig
 from streamer.core.errors import SourceError, SourceLostError
+from streamer.core.media import RTSP_SCHEMES
 from streamer.core.redact import redact_url
 from streamer.core.types import Frame, StreamInfo
 
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 
 Item = Frame | av.Packet
 
-RTSP_SCHEMES = ("rtsp://", "rtsps://")
 # errors that mean "this URL will never work": do not spend the reconnect budget on them
 _PERMANENT_RTSP_ERRORS: tuple[type[BaseException], ...] = (
     av.error.HTTPBadRequestError,

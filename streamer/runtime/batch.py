@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from streamer.core.config import PipelineConfig
 from streamer.core.errors import ConfigError, FawnError
+from streamer.core.media import VIDEO_SUFFIXES
 from streamer.core.redact import redact_text
 from streamer.core.stats import RunStats
 from streamer.io.annotations import annotation_record, annotations_path
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mpg", ".mpeg", ".flv"})
 
 
 @dataclass

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 
-import cv2
-
 from streamer.core.config import PipelineConfig
 from streamer.core.errors import FawnError
 from streamer.core.stats import RunStats
 from streamer.core.types import FaceDetections, Frame, Image
-from streamer.runtime.batching import BatchingDetector
 from streamer.stages.anonymize import Anonymizer, create_anonymizer
+from streamer.stages.anonymize.filters import blur_frame
+from streamer.stages.batching import BatchingDetector
 from streamer.stages.detect import Detector, create_detector
 from streamer.stages.identity.embed import Embedder, create_embedder
 from streamer.stages.identity.resolver import IdentityResolver, create_identity
@@ -22,14 +21,6 @@ from streamer.stages.track import SortTracker, Tracker
 log = logging.getLogger(__name__)
 
 SETTLE_FRAMES = 4  # a track younger than this (in frames) keeps the detector on every frame
-
-
-def blur_frame(image: Image) -> Image:
-    """Fail-closed fallback: the whole frame blurred beyond recognition, in place."""
-    h, w = image.shape[:2]
-    small = cv2.resize(image, (max(1, w // 32), max(1, h // 32)), interpolation=cv2.INTER_AREA)
-    image[...] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-    return image
 
 
 class FrameProcessor:
@@ -176,7 +167,7 @@ def batching_detector(cfg: PipelineConfig) -> BatchingDetector:
 class SharedModels:
     """Model sessions that several streams' processors share (one copy of each in memory).
 
-    The detector sits behind a :class:`~streamer.runtime.batching.BatchingDetector`: one
+    The detector sits behind a :class:`~streamer.stages.batching.BatchingDetector`: one
     session and one detection thread for every stream, and on a GPU one batch for
     frames submitted together (``detector.max_batch``); the identity embedder (only
     loaded when a gallery is used) is called from each stream's thread.

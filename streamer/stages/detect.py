@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 import engines
+from streamer.core.boxes import nms
 from streamer.core.config import (
     DETECTOR_ENGINES,
     DETECTOR_PRECISIONS,
@@ -153,33 +154,6 @@ class CenterFaceDetector:
         lm = lms[:, ys, xs].T.reshape(-1, 5, 2)  # (dy, dx) pairs relative to box size
         landmarks = np.stack([lm[:, :, 1] * bw[:, None] + x1[:, None], lm[:, :, 0] * bh[:, None] + y1[:, None]], axis=2)
         return boxes.astype(np.float32), heat[ys, xs].astype(np.float32), landmarks.astype(np.float32)
-
-
-def nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float) -> np.ndarray:
-    """Greedy non-maximum suppression; returns kept indices, best score first."""
-    order = np.argsort(-scores)
-    keep: list[int] = []
-    while order.size:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        order = rest[iou_one_to_many(boxes[i], boxes[rest]) <= iou_threshold]
-    return np.array(keep, dtype=np.int64)
-
-
-def iou_one_to_many(box: FloatArray, boxes: FloatArray) -> FloatArray:
-    return iou_matrix(box[None], boxes)[0]
-
-
-def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
-    """IoU of every box in ``a`` [N,4] with every box in ``b`` [M,4] -> [N,M]."""
-    tl = np.maximum(a[:, None, :2], b[None, :, :2])
-    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(br - tl, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return (inter / np.maximum(union, 1e-6)).astype(np.float32)
 
 
 def resolve_engine(cfg: DetectorConfig) -> tuple[str, Path | None]:

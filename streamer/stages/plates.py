@@ -26,6 +26,8 @@ from streamer.core.errors import FawnError, ModelError
 from streamer.core.stats import RunStats
 from streamer.core.types import FaceDetections, Frame, Image
 from streamer.stages.anonymize import Anonymizer, create_anonymizer
+from streamer.stages.anonymize.filters import blur_frame
+from streamer.stages.batching import BatchingDetector
 from streamer.stages.detect import Detector
 from streamer.stages.track import SortTracker, Tracker
 
@@ -147,9 +149,6 @@ class PlateStage:
             plates = _as_plates(tracked)
             self.anonymizer.apply(frame.image, plates)
             if due and found is None:  # fail closed in every on_error mode
-                # imported here: streamer.runtime.processor imports this module
-                from streamer.runtime.processor import blur_frame
-
                 blur_frame(frame.image)
         if bool(np.asarray(plates.coasting).any()):
             self.detect_next()  # a plate was missed: look again on the next frame
@@ -197,8 +196,6 @@ def create_plate_stage(cfg: PipelineConfig, stats: RunStats | None = None) -> Pl
     yolo_detector = create_yolo_detector(p)
     detector: Detector = yolo_detector
     if p.timeout_ms is not None:  # bounded waits need the detection on its own thread
-        from streamer.runtime.batching import BatchingDetector
-
         detector = BatchingDetector(yolo_detector, 1, 0.0, p.timeout_ms)
     t = cfg.tracker
     tracker = SortTracker(t.max_coast, t.iou_threshold, t.max_center_jump, t.box_grow_per_frame)

@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 
 import engines
+from streamer.core.boxes import nms
 from streamer.core.errors import ModelError
 from streamer.core.types import FaceDetections, FloatArray, Image
-from streamer.stages.detect import nms
 from streamer.stages.identity.embed import insightface_models_dir
 
 log = logging.getLogger(__name__)

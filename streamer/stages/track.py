@@ -15,9 +15,9 @@ from typing import Protocol
 
 import numpy as np
 
+from streamer.core.boxes import iou_matrix
 from streamer.core.types import FaceDetections, FloatArray
 from streamer.stages.assign import linear_sum_assignment  # scipy.optimize: ~0.8 s of start-up
-from streamer.stages.detect import iou_matrix
 
 ALPHA = 0.85  # weight of a new measurement in the position estimate
 BETA = 0.35  # weight of a new measurement in the velocity estimate

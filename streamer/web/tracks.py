@@ -31,7 +31,8 @@ from streamer.core.errors import FawnError, MissingExtraError
 from streamer.core.redact import redact_text, redact_url
 from streamer.core.types import FaceDetections, Frame, Image
 from streamer.io.sources import is_live_spec
-from streamer.runtime.processor import FrameProcessor, blur_frame
+from streamer.runtime.processor import FrameProcessor
+from streamer.stages.anonymize.filters import blur_frame
 
 if TYPE_CHECKING:
     import av

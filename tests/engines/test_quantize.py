@@ -53,8 +53,9 @@ def test_script_reproduces_the_shipped_file(tmp_path: Path) -> None:
 
 
 def test_int8_heatmap_and_boxes_follow_fp32_on_real_faces() -> None:
+    from streamer.core.boxes import iou_matrix
     from streamer.io import demo
-    from streamer.stages.detect import CenterFaceDetector, iou_matrix
+    from streamer.stages.detect import CenterFaceDetector
     from streamer.tools.stress import stress_frame
 
     fp32 = CenterFaceDetector(engines.builtin_model("centerface"), "onnxruntime", threads=1)

@@ -9,10 +9,7 @@ checksums: no weights are loaded.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,21 +136,3 @@ def format_report(report: CheckReport) -> str:
         )
     lines.append("fits together: yes" if report.ok else f"fits together: NO: {report.problem}")
     return "\n".join(lines)
-
-
-def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("models", help="check downloaded diffusion model folders (no video opened, nothing downloaded)")
-    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    c = msub.add_parser("check", help="parts found, configs, sha256 of each weight file, whether they fit together")
-    c.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
-                   help="the face_anon_simple folder, the Stable Diffusion 2.1 folder, the CLIP folder (any order)")
-    c.add_argument("--json", action="store_true", help="print the report as JSON")
-    c.set_defaults(func=cmd_models_check)
-
-
-def cmd_models_check(args: argparse.Namespace) -> int:
-    report = check([d.expanduser() for d in args.dirs])
-    sys.stdout.write((json.dumps(report.to_json(), indent=2) if args.json else format_report(report)) + "\n")
-    if not report.ok:
-        raise ModelError(report.problem or "the model parts do not fit together")
-    return 0

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamer.core.errors import ConfigError, MissingExtraError, SourceError
-from streamer.io.imageseq import IMAGE_SUFFIXES, natural_key
-from streamer.runtime.batch import VIDEO_SUFFIXES
+from streamer.core.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from streamer.io.imageseq import natural_key
 
 CHUNK = 1 << 20
 PARTIAL = ".partial"

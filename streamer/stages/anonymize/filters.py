@@ -65,3 +65,11 @@ class SolidAnonymizer(RegionAnonymizer):
 
     def filter(self, roi: Image, region: Region) -> Image:
         return np.broadcast_to(self.color, roi.shape)
+
+
+def blur_frame(image: Image) -> Image:
+    """Fail-closed fallback: the whole frame blurred beyond recognition, in place."""
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, w // 32), max(1, h // 32)), interpolation=cv2.INTER_AREA)
+    image[...] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return image

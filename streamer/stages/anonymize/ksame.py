@@ -35,8 +35,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from streamer.core.boxes import iou
 from streamer.core.config import AnonymizerConfig, DetectorConfig, IdentityConfig, KSameConfig
 from streamer.core.errors import ConfigError, GalleryError
+from streamer.core.media import IMAGE_SUFFIXES
 from streamer.core.types import FaceDetections, FloatArray, Image, IntArray
 from streamer.stages.anonymize.base import Anonymizer
 from streamer.stages.anonymize.filters import BlurAnonymizer
@@ -55,7 +57,6 @@ FACE_RADII = (0.64, 0.74)
 MEMBER_SIMILARITY = 0.9999  # an embedding this close to a gallery face is that face
 REEMBED_IOU = 0.3  # a track whose box moved more than this (IoU below) is embedded again
 FORGET_AFTER = 300  # drop a track's cluster after this many frames unseen
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
 def chip_template(size: int, padding: float) -> FloatArray:
@@ -252,7 +253,7 @@ class KSameAnonymizer:
         todo = []
         for i in rows:
             state = self._tracks.get(int(dets.track_id[i])) if dets.track_id[i] >= 0 else None
-            if state is not None and _iou(state.box, dets.xyxy[i]) >= REEMBED_IOU:
+            if state is not None and iou(state.box, dets.xyxy[i]) >= REEMBED_IOU:
                 clusters[i] = state.cluster
                 state.box, state.seen = dets.xyxy[i].copy(), self._calls
             else:
@@ -298,13 +299,6 @@ def _chip_matrix(landmarks: FloatArray, template: FloatArray) -> npt.NDArray[np.
     except ValueError:
         return None
     return matrix if np.isfinite(matrix).all() and abs(np.linalg.det(matrix[:, :2])) > 1e-9 else None
-
-
-def _iou(a: FloatArray, b: FloatArray) -> float:
-    tl, br = np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])
-    inter = float(np.prod(np.clip(br - tl, 0, None)))
-    union = float(np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2])) - inter
-    return inter / union if union > 0 else 0.0
 
 
 # ---------------------------------------------------------------- building a gallery from photos

@@ -23,6 +23,7 @@ import numpy as np
 
 from streamer.core.config import IDENTITY_MODELS, PipelineConfig, load_config
 from streamer.core.errors import GalleryError
+from streamer.core.media import IMAGE_SUFFIXES
 from streamer.core.types import FaceDetections, Image
 from streamer.stages.detect import Detector, create_detector
 from streamer.stages.identity.embed import Embedder, create_embedder
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 ENROLL_THRESHOLD = 0.5  # detector score a face in an enrolment photo needs
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 # `fawn run` options added by add_identity_run_args -> config keys (merge into the run overrides)
 _ENROLL_OPTIONS = {"model": "identity.model", "model_path": "identity.model_path"}
 IDENTITY_RUN_OPTIONS = {

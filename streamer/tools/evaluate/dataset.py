@@ -22,16 +22,15 @@ import numpy as np
 
 from streamer.core.config import PipelineConfig
 from streamer.core.errors import SourceError
+from streamer.core.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from streamer.core.types import FaceDetections, FloatArray, Frame, Image
 from streamer.stages.anonymize.base import Anonymizer
-from streamer.stages.anonymize.ksame import IMAGE_SUFFIXES
 from streamer.stages.detect import Detector
 from streamer.tools.evaluate.faces import AUGMENTATION_NOTE, LabelledPhoto, builtin_faces
 
 log = logging.getLogger(__name__)
 
 BUILTIN = "builtin"
-VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts", ".flv"})
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamer.core.boxes import iou_matrix
 from streamer.core.types import FaceDetections, FloatArray
-from streamer.stages.detect import iou_matrix
 
 MATCH_IOU = 0.4
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from streamer.cli.main import main
+from streamer.core.boxes import iou_matrix
 from streamer.core.config import load_config
 from streamer.core.stats import RunStats
 from streamer.core.types import FaceDetections, Frame
 from streamer.io import demo
 from streamer.io.annotations import AnnotationWriter
 from streamer.stages.identity.enroll import EnrollOptions, enroll
-from streamer.stages.track import iou_matrix
 from tests.streamer.dashcam_media import HEIGHT, WIDTH, scene, write_sequence
 
 

@@ -24,9 +24,10 @@ from engines import yolo
 from streamer.core.config import AnonymizerConfig, PlatesConfig, TrackerConfig, load_config
 from streamer.core.errors import ConfigError, EngineError, ModelError
 from streamer.core.types import FaceDetections, Frame, Image
-from streamer.runtime.batching import BatchingDetector
-from streamer.runtime.processor import FrameProcessor, blur_frame, build_processor
+from streamer.runtime.processor import FrameProcessor, build_processor
 from streamer.stages.anonymize import create_anonymizer
+from streamer.stages.anonymize.filters import blur_frame
+from streamer.stages.batching import BatchingDetector
 from streamer.stages.plates import (
     PLATE_TRACK_ID_BASE,
     PlateStage,

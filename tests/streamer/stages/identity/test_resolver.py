@@ -28,13 +28,14 @@ import cv2
 import numpy as np
 import pytest
 
+from streamer.core.boxes import iou_matrix
 from streamer.core.config import AnonymizerConfig, load_config
 from streamer.core.stats import RunStats
 from streamer.core.types import FaceDetections, Frame, Image
 from streamer.io import demo
 from streamer.runtime.processor import FrameProcessor
 from streamer.stages.anonymize import create_anonymizer
-from streamer.stages.detect import CenterFaceDetector, iou_matrix
+from streamer.stages.detect import CenterFaceDetector
 from streamer.stages.identity.enroll import EnrollOptions, enroll
 from streamer.stages.identity.resolver import (
     IdentityResolver,

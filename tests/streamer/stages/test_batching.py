@@ -13,9 +13,9 @@ import pytest
 from streamer.core.config import AnonymizerConfig
 from streamer.core.errors import DetectorClosedError, DetectorTimeoutError, EngineError
 from streamer.core.types import FaceDetections, Frame, Image
-from streamer.runtime.batching import BatchingDetector
 from streamer.runtime.processor import FrameProcessor
 from streamer.stages.anonymize import create_anonymizer
+from streamer.stages.batching import BatchingDetector
 from streamer.stages.detect import CenterFaceDetector
 from streamer.stages.identity.resolver import AnonymizeEveryone
 from streamer.stages.track import SortTracker
