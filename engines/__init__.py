@@ -16,13 +16,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from streamer.core.errors import EngineError, ModelError
+from streamer.core.registry import ENGINE_BACKENDS
 
-_BACKENDS: dict[str, str] = {
-    "onnxruntime": "engines.ort:OnnxRuntimeEngine",
-    "tensorrt": "engines.trt:TensorRTEngine",
-    "torch": "engines.torch_engine:TorchEngine",
-    "openvino": "engines.openvino_engine:OpenVinoEngine",
-}
+_BACKENDS: dict[str, str] = ENGINE_BACKENDS  # the names live in streamer.core.registry
 
 BUILTIN_MODELS = {
     "centerface": "centerface.onnx",

@@ -18,14 +18,15 @@ from typing import Any, Union, get_args, get_origin
 import yaml
 
 from streamer.core.errors import ConfigError
+from streamer.core.registry import ANONYMIZERS as METHODS
+from streamer.core.registry import DETECTOR_ENGINES, DETECTORS
+from streamer.core.registry import EMBEDDERS as IDENTITY_MODELS
+from streamer.core.registry import MODEL_ENGINES as ENGINES
+from streamer.core.registry import PLATE_ANONYMIZERS as PLATE_METHODS
 
-DETECTORS = ("centerface",)
-ENGINES = ("onnxruntime", "tensorrt", "torch")
 DEVICES = ("cpu", "cuda", "tensorrt")
-DETECTOR_ENGINES = ("auto", "onnxruntime", "openvino", "tensorrt", "torch")
 DETECTOR_PRECISIONS = ("auto", "int8", "fp32")
 PAD_MODES = ("constant", "reflect")
-METHODS = ("blur", "pixelate", "solid", "ksame", "diffusion")
 MODES = ("exempt", "target", "all")
 SHAPES = ("ellipse", "box")
 ON_ERROR = ("blur_frame", "tracks")
@@ -180,7 +181,6 @@ class IOConfig:
         _require(self.hold_for >= 0, "io.hold_for", "must be >= 0 (seconds)")
 
 
-IDENTITY_MODELS = ("dlib-resnet", "arcface")
 ANNOTATION_FORMATS = ("jsonl", "coco")
 
 
@@ -339,7 +339,6 @@ class DiffusionConfig:
         _require(self.threads >= 0, "diffusion.threads", "must be >= 0 (0 = default)")
 
 
-PLATE_METHODS = ("blur", "pixelate", "solid")
 PLATE_LAYOUTS = ("auto", "v8", "v5", "e2e")
 
 
