@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 # face detectors (streamer.stages.detect.create_detector)
-DETECTORS = ("centerface",)
+DETECTORS = ("centerface", "scrfd")  # scrfd: insightface packs (detector.model: pack folder or .onnx)
 # identity embedders (streamer.stages.identity.embed.create_embedder)
 EMBEDDERS = ("dlib-resnet", "arcface")
 # anonymizers (streamer.stages.anonymize.create_anonymizer)

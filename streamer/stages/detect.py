@@ -179,4 +179,9 @@ def create_detector(cfg: DetectorConfig) -> BatchDetector:
                                       cfg.edge_pad, cfg.pad_mode, cfg.edge_threshold)
         log.info("detector: CenterFace %s on %s (%s)", detector.model_path.name, engine, ", ".join(detector.engine.providers))
         return detector
+    if cfg.backend == "scrfd":  # insightface's detector (buffalo_l det_10g.onnx): detector.model = pack or file
+        from streamer.stages.scrfd import ScrfdDetector
+
+        engine = "onnxruntime" if cfg.engine in ("auto", "openvino") else cfg.engine
+        return ScrfdDetector(cfg.model, engine, cfg.device, cfg.threshold, cfg.nms_iou, threads=cfg.threads)
     raise ConfigError(f"detector.backend: '{cfg.backend}' is not valid (choices: {', '.join(DETECTORS)})")

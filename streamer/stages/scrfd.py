@@ -88,6 +88,10 @@ class ScrfdDetector:
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
         return FaceDetections(boxes, scores[keep], landmarks[keep] / scale)
 
+    def detect_batch(self, images: list[Image]) -> list[FaceDetections]:
+        """One result per frame (SCRFD packs are exported for batch 1)."""
+        return [self.detect(image) for image in images]
+
     def _letterbox(self, image: Image) -> tuple[np.ndarray, float]:
         """The image resized into the top-left of a black square, as the model was trained; and its scale."""
         h, w = image.shape[:2]
