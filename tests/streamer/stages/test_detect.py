@@ -3,16 +3,11 @@ import re
 import numpy as np
 import pytest
 
+from streamer.core.boxes import iou_matrix, nms
 from streamer.core.config import DetectorConfig, load_config
 from streamer.core.errors import ConfigError
 from streamer.core.types import Image
-from streamer.stages.detect import (
-    CenterFaceDetector,
-    create_detector,
-    iou_matrix,
-    nms,
-    resolve_engine,
-)
+from streamer.stages.detect import CenterFaceDetector, create_detector, resolve_engine
 from streamer.tools.stress import SEGMENTS, render, segment_specs
 
 
