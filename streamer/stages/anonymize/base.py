@@ -47,18 +47,33 @@ def face_regions(dets: FaceDetections, shape: tuple[int, ...], padding: float) -
     return regions
 
 
-def region_mask(region: Region, shape: str, feather: float) -> FloatArray:
-    """Mask in [0,1], HxWx1, 1 inside the face ellipse (or box), ramping to 0 at its edge."""
-    fx1, fy1, fx2, fy2 = region.full
-    cx, cy = (fx1 + fx2) / 2 - region.x1, (fy1 + fy2) / 2 - region.y1
-    rx, ry = max((fx2 - fx1) / 2, 0.5), max((fy2 - fy1) / 2, 0.5)
-    ys = (np.arange(region.y2 - region.y1, dtype=np.float32) + 0.5 - cy) / ry
-    xs = (np.arange(region.x2 - region.x1, dtype=np.float32) + 0.5 - cx) / rx
+def feathered_mask(
+    height: int, width: int, center: tuple[float, float], radii: tuple[float, float], feather: float,
+    shape: str = "ellipse", outward: bool = False,
+) -> FloatArray:
+    """The one feathered mask every anonymizer pastes with: [height, width] in [0, 1], 1 inside the
+    ellipse (or box) of ``center``/``radii`` (pixels). ``feather`` is a fraction of the radius over which
+    it ramps to 0: inside the edge by default (the edge itself is 0), or ``outward`` past it (the whole
+    ellipse is opaque; the diffusion paste, whose crop reaches beyond the face)."""
+    ys = (np.arange(height, dtype=np.float32) + 0.5 - center[1]) / max(radii[1], 1e-6)
+    xs = (np.arange(width, dtype=np.float32) + 0.5 - center[0]) / max(radii[0], 1e-6)
     if shape == "box":
         r = np.maximum(np.abs(ys)[:, None], np.abs(xs)[None, :])
     else:
         r = np.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
-    return _ramp(r, feather)[:, :, None]
+    if feather <= 0:
+        return (r <= 1.0).astype(np.float32)
+    edge = 1.0 + feather if outward else 1.0
+    return np.clip((edge - r) / feather, 0.0, 1.0).astype(np.float32)
+
+
+def region_mask(region: Region, shape: str, feather: float) -> FloatArray:
+    """Mask in [0,1], HxWx1, 1 inside the face ellipse (or box), ramping to 0 at its edge."""
+    fx1, fy1, fx2, fy2 = region.full
+    center = ((fx1 + fx2) / 2 - region.x1, (fy1 + fy2) / 2 - region.y1)
+    radii = (max((fx2 - fx1) / 2, 0.5), max((fy2 - fy1) / 2, 0.5))
+    mask = feathered_mask(region.y2 - region.y1, region.x2 - region.x1, center, radii, feather, shape)
+    return mask[:, :, None]
 
 
 def cover_box(mask: FloatArray, region: Region, padding: float) -> FloatArray:
@@ -70,12 +85,6 @@ def cover_box(mask: FloatArray, region: Region, padding: float) -> FloatArray:
     x2, y2 = int(np.ceil(fx2 - padding * bw)) - region.x1, int(np.ceil(fy2 - padding * bh)) - region.y1
     mask[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)] = 1.0
     return mask
-
-
-def _ramp(r: FloatArray, feather: float) -> FloatArray:
-    if feather <= 0:
-        return (r <= 1.0).astype(np.float32)
-    return np.clip((1.0 - r) / feather, 0.0, 1.0).astype(np.float32)
 
 
 class RegionAnonymizer(ABC):

@@ -40,7 +40,7 @@ from streamer.core.config import AnonymizerConfig, DetectorConfig, IdentityConfi
 from streamer.core.errors import ConfigError, GalleryError
 from streamer.core.media import IMAGE_SUFFIXES
 from streamer.core.types import FaceDetections, FloatArray, Image, IntArray
-from streamer.stages.anonymize.base import Anonymizer
+from streamer.stages.anonymize.base import Anonymizer, feathered_mask
 from streamer.stages.anonymize.filters import BlurAnonymizer
 from streamer.stages.identity.align import (
     DLIB_TEMPLATE_150,
@@ -74,13 +74,8 @@ def face_ellipse(size: int, padding: float) -> tuple[tuple[float, float], tuple[
 
 def face_mask(size: int, padding: float, feather: float) -> FloatArray:
     """Feathered face ellipse in a chip, [size, size, 1] in [0, 1] (opaque inside ``1 - feather`` of the radii)."""
-    (cx, cy), (rx, ry) = face_ellipse(size, padding)
-    ys = (np.arange(size, dtype=np.float32) + 0.5 - cy) / ry
-    xs = (np.arange(size, dtype=np.float32) + 0.5 - cx) / rx
-    r = np.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
-    if feather <= 0:
-        return (r <= 1.0).astype(np.float32)[:, :, None]
-    return np.clip((1.0 - r) / feather, 0.0, 1.0).astype(np.float32)[:, :, None]
+    center, radii = face_ellipse(size, padding)
+    return feathered_mask(size, size, center, radii, feather)[:, :, None]
 
 
 def cluster_fixed_size(embeddings: FloatArray, k: int) -> list[IntArray]:

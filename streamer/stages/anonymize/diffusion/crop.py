@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamer.core.types import FloatArray, Image
+from streamer.stages.anonymize.base import feathered_mask
 from streamer.stages.identity.align import (
     ARCFACE_TEMPLATE_112,
     ellipse_covers_box,
@@ -66,14 +67,9 @@ class FaceMask:
 
 
 def face_mask(size: int, feather: float) -> FaceMask:
-    """1 inside the face ellipse, ramping to 0 over ``feather`` (a fraction of the radius)."""
-    ys = (np.arange(size, dtype=np.float32) + 0.5) / size
-    xs = (np.arange(size, dtype=np.float32) + 0.5) / size
-    r = np.sqrt(((xs[None, :] - MASK_CENTER[0]) / MASK_RADII[0]) ** 2 + ((ys[:, None] - MASK_CENTER[1]) / MASK_RADII[1]) ** 2)
-    if feather <= 0:
-        alpha = (r <= 1.0).astype(np.float32)
-    else:
-        alpha = np.clip((1.0 + feather - r) / feather, 0.0, 1.0).astype(np.float32)
+    """1 inside the face ellipse, ramping to 0 over ``feather`` (a fraction of the radius) past its edge."""
+    center = (MASK_CENTER[0] * size, MASK_CENTER[1] * size)
+    alpha = feathered_mask(size, size, center, (MASK_RADII[0] * size, MASK_RADII[1] * size), feather, outward=True)
     ys_nz, xs_nz = np.nonzero(alpha > 0)
     x1, x2, y1, y2 = xs_nz.min(), xs_nz.max() + 1, ys_nz.min(), ys_nz.max() + 1
     corners = np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]], np.float32)
