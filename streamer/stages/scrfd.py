@@ -23,31 +23,18 @@ import engines
 from streamer.core.boxes import nms
 from streamer.core.errors import ModelError
 from streamer.core.types import FaceDetections, FloatArray, Image
-from streamer.stages.identity.embed import insightface_models_dir
+from streamer.stages.identity.packs import find_pack_model
 
 log = logging.getLogger(__name__)
 
 SCRFD_FILES = ("det_10g.onnx", "det_2.5g.onnx", "det_500m.onnx", "scrfd_10g_bnkps.onnx", "scrfd_2.5g_bnkps.onnx")
-PACKS = ("buffalo_l", "antelopev2", "buffalo_m", "buffalo_s", "buffalo_sc")
 STRIDES = (8, 16, 32)
 ANCHORS = 2
 
 
 def find_scrfd_model(location: str | Path | None) -> Path:
     """The SCRFD ONNX at ``location`` (a file or a folder with packs) or in insightface's models folder."""
-    where = Path(location).expanduser() if location else insightface_models_dir()
-    if where.is_file():
-        return where
-    if where.is_dir():
-        folders = [where, *(where / p for p in PACKS), *sorted(p for p in where.iterdir() if p.is_dir())]
-        for folder in folders:
-            for name in SCRFD_FILES:
-                if (folder / name).is_file():
-                    return folder / name
-    raise ModelError(
-        f"no SCRFD detector found in {where}: put insightface's buffalo_l pack there "
-        f"({where / 'buffalo_l' / 'det_10g.onnx'}) or pass the .onnx path (recognized names: {', '.join(SCRFD_FILES)})"
-    )
+    return find_pack_model(location, SCRFD_FILES, "SCRFD detector", "set detector.model to the .onnx path or pack folder")
 
 
 class ScrfdDetector:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -41,7 +40,6 @@ DLIB_THRESHOLD = 0.93  # about dlib's L2 0.55 on its (unnormalized, norm ~1.45) 
 ARCFACE_THRESHOLD = 0.40
 # recognition models of insightface's packs, preferred in this order
 ARCFACE_FILES = ("w600k_r50.onnx", "glintr100.onnx", "w600k_mbf.onnx")
-PACK_ORDER = ("buffalo_l", "antelopev2", "buffalo_m", "buffalo_s", "buffalo_sc")
 
 
 class Embedder(Protocol):
@@ -164,34 +162,10 @@ def arcface(cfg: IdentityConfig) -> OnnxEmbedder:
     return embedder
 
 
-def insightface_models_dir() -> Path:
-    """Where insightface keeps its packs: ``$INSIGHTFACE_HOME/models`` or ``~/.insightface/models``."""
-    root = os.environ.get("INSIGHTFACE_HOME") or "~/.insightface"
-    return Path(root).expanduser() / "models"
-
-
 def find_arcface_model(location: str | None) -> Path:
     """The ArcFace ONNX file at ``location`` (a file, or a folder holding packs or model files)."""
-    where = Path(location).expanduser() if location else insightface_models_dir()
-    if where.is_file():
-        return where
-    if where.is_dir():
-        for folder in _pack_folders(where):
-            for name in ARCFACE_FILES:
-                if (folder / name).is_file():
-                    return folder / name
-    raise ModelError(
-        f"no ArcFace model found in {where}: put insightface's buffalo_l pack there "
-        f"({where / 'buffalo_l' / 'w600k_r50.onnx'}), or set identity.model_path to an ArcFace "
-        f".onnx file or pack folder (recognized names: {', '.join(ARCFACE_FILES)})"
-    )
-
-
-def _pack_folders(root: Path) -> list[Path]:
-    """The folder itself, then the known packs in preference order, then any other sub-folder."""
-    known = [root / name for name in PACK_ORDER if (root / name).is_dir()]
-    others = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in PACK_ORDER)
-    return [root, *known, *others]
+    return find_pack_model(location, ARCFACE_FILES, "ArcFace model",
+                           "set identity.model_path to an ArcFace .onnx file or pack folder")
 
 
 def graph_normalizes(path: Path) -> bool:

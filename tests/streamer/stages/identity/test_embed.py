@@ -29,10 +29,10 @@ from streamer.stages.identity.embed import (
     create_embedder,
     find_arcface_model,
     graph_normalizes,
-    insightface_models_dir,
 )
 from streamer.stages.identity.enroll import EnrollOptions, enroll
 from streamer.stages.identity.gallery import Gallery
+from streamer.stages.identity.packs import insightface_models_dir
 from streamer.stages.identity.resolver import create_identity
 from streamer.stages.scrfd import ScrfdDetector
 
