@@ -203,11 +203,11 @@ def _run_batch(args: argparse.Namespace, cfg: PipelineConfig) -> int:
     if args.output == "null" or Path(args.output).is_file():
         raise ConfigError(f"a folder source needs an output folder, got '{args.output}'")
     with stop_on_signals() as stop:
-        result = run_batch(Path(args.source), Path(args.output), cfg, stop, progress=not args.no_progress)
-    log.info("%s", result.summary())
+        report = run_batch(Path(args.source), Path(args.output), cfg, stop, progress=not args.no_progress)
+    log.info("%s", report.table())
     if args.stats_json:
-        Path(args.stats_json).write_text(json.dumps(result.__dict__, indent=2))
-    return 1 if result.failed else 0
+        Path(args.stats_json).write_text(json.dumps(report.to_json(), indent=2))
+    return 1 if report.failed else 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -69,3 +69,7 @@ class ClusterError(FawnError):
     """A Ray cluster cannot be reached, or its workers cannot run fawn."""
 
     exit_code = 6
+
+
+class RunInterrupted(FawnError):
+    """A stop request (SIGINT/SIGTERM) ended a unit of a batch before it was complete: it is redone next time."""

@@ -1,4 +1,5 @@
-"""The driver: plan from the manifest, run one Ray actor (model session) per worker, retry, summarise.
+"""The batch job: plan from the manifest, run every unit, retry, summarise. One job, two executors:
+Ray (``fawn batch``: one actor per worker) or this process (``fawn run DIR -o DIR``: ``in_process``).
 
 Ray is imported lazily (``fawn[ray]``). The config and the gallery's bytes go
 to the workers through Ray's object store (``ray.put``); the models ship inside
@@ -131,27 +132,38 @@ def import_ray() -> Any:
     return ray
 
 
-def run_job(options: BatchOptions, stop: threading.Event | None = None) -> JobReport:
-    """Anonymize every video under ``options.input_uri`` to ``options.output_uri`` on Ray."""
-    ray = import_ray()
+def run_job(options: BatchOptions, stop: threading.Event | None = None, in_process: bool = False) -> JobReport:
+    """Anonymize every unit under ``options.input_uri`` to ``options.output_uri``: on Ray, or, ``in_process``
+    (folder mode), here, with the same planner, manifest, resume and retry rules."""
+    ray = None if in_process else import_ray()
     options = _absolute(options)
-    collection, setup, cfg_hash = _prepare(options)
+    collection, setup, cfg_hash = _prepare(options, in_process)
     planned = mf.plan(collection, mf.read_rows(options.manifest), cfg_hash, options.rehash)
     report = JobReport(skipped=list(planned.skipped), manifest=options.manifest)
     log.info("%d files: %d to do, %d already done", len(collection.files), len(planned.todo), len(planned.skipped))
     if not planned.todo:
         return report
+    writer = mf.ManifestWriter(options.manifest)
+    try:
+        if ray is None:
+            _LocalExecutor(options, setup, cfg_hash, writer, report).run(planned.todo, stop)
+        else:
+            _run_on_ray(ray, options, setup, cfg_hash, writer, report, planned.todo, stop)
+    finally:
+        writer.close()
+    return report
+
+
+def _run_on_ray(
+    ray: Any, options: BatchOptions, setup: WorkerSetup, cfg_hash: str, writer: mf.ManifestWriter, report: JobReport,
+    todo: tuple[str, ...], stop: threading.Event | None,
+) -> None:
     owns_ray = _connect(ray, options)
     try:
-        writer = mf.ManifestWriter(options.manifest)
-        try:
-            _Scheduler(ray, options, setup, cfg_hash, writer, report).run(planned.todo, stop)
-        finally:
-            writer.close()
+        _Scheduler(ray, options, setup, cfg_hash, writer, report).run(todo, stop)
     finally:
         if owns_ray:
             ray.shutdown()
-    return report
 
 
 def _absolute(options: BatchOptions) -> BatchOptions:
@@ -166,18 +178,26 @@ def _absolute(options: BatchOptions) -> BatchOptions:
     )
 
 
-def _prepare(options: BatchOptions) -> tuple[uris.Collection, WorkerSetup, str]:
+def _prepare(options: BatchOptions, in_process: bool = False) -> tuple[uris.Collection, WorkerSetup, str]:
     """List the inputs and check the config and gallery here, before any cluster is involved."""
+    if _same_folder(options.input_uri, options.output_uri):
+        raise ConfigError(f"the output folder is the input folder ({options.input_uri}): give another output folder")
     for uri in (options.input_uri, options.output_uri, options.manifest):
         fs, _ = uris.resolve(uri)
-        if set(uris.protocols(fs)) & uris.PROCESS_LOCAL:
+        if not in_process and set(uris.protocols(fs)) & uris.PROCESS_LOCAL:
             raise ConfigError(f"{uri}: this filesystem lives in one process; Ray workers cannot see it")
     collection = uris.list_units(options.input_uri, exclude=options.output_uri)
     gallery = gallery_bytes(options.config)
     cpus, _ = worker_resources(options)
-    setup = WorkerSetup(options.config, gallery, threads=max(1, int(cpus)))
+    setup = WorkerSetup(options.config, gallery, threads=0 if in_process else max(1, int(cpus)), in_process=in_process)
     validate_setup(setup)
     return collection, setup, mf.config_hash(options.config, gallery)
+
+
+def _same_folder(a: str, b: str) -> bool:
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def gallery_bytes(cfg: PipelineConfig) -> bytes | None:
@@ -285,32 +305,108 @@ class _Worker:
         return dataclasses.replace(result, worker={**result.worker, "node": node})
 
 
-class _Scheduler:
+class _Executor:
+    """What both executors share: a unit's result becomes its manifest row, or a retry."""
+
+    def __init__(self, options: BatchOptions, cfg_hash: str, writer: mf.ManifestWriter, report: JobReport) -> None:
+        self.options = options
+        self.cfg_hash = cfg_hash
+        self.writer = writer
+        self.report = report
+        self._errors: dict[str, list[str]] = {}
+
+    def _tasks(self, todo: tuple[str, ...]) -> deque[FileTask]:
+        opts = self.options
+        return deque(FileTask(rel, uris.join(opts.input_uri, rel), uris.join(opts.output_uri, rel)) for rel in todo)
+
+    def _bar(self, todo: tuple[str, ...]) -> Any:
+        return _bar(len(todo) + len(self.report.skipped), len(self.report.skipped), self.options.progress)
+
+    def _advance(self, bar: Any) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"failed={len(self.report.failed)} retries={self.report.retries}")
+
+    def _settle(self, task: FileTask, result: FileResult) -> FileTask | None:
+        """Write the file's row when it is final; return the retry when there is one."""
+        errors = self._errors.setdefault(task.rel, [])
+        if not result.ok:
+            errors.append(result.error or "failed")
+            if task.attempt <= self.options.max_retries:
+                self.report.retries += 1
+                return FileTask(task.rel, task.input_uri, task.output_uri, task.attempt + 1)
+        self.writer.append(self._row(task, result, tuple(errors)))
+        if result.ok:
+            self.report.done.append(task.rel)
+            self.report.frames += result.frames
+            self.report.faces += result.faces_anonymized
+        else:
+            self.report.failed[task.rel] = errors[-1]
+        return None
+
+    def _row(self, task: FileTask, result: FileResult, errors: tuple[str, ...]) -> mf.ManifestRow:
+        return mf.ManifestRow(
+            path=task.rel, status=mf.DONE if result.ok else mf.FAILED, input_sha256=result.input_sha256,
+            config_hash=self.cfg_hash, output=task.output_uri, frames=result.frames,
+            faces_anonymized=result.faces_anonymized, identity=result.identity, attempts=task.attempt,
+            errors=errors, worker=result.worker, seconds=result.seconds, input_size=result.input_size,
+            input_mtime=result.input_mtime, fawn_version=__version__, finished_at=round(time.time(), 3),
+        )
+
+
+class _LocalExecutor(_Executor):
+    """Folder mode: the units one after another in this process, one model session for all of them."""
+
+    def __init__(
+        self, options: BatchOptions, setup: WorkerSetup, cfg_hash: str, writer: mf.ManifestWriter, report: JobReport
+    ) -> None:
+        super().__init__(options, cfg_hash, writer, report)
+        self.setup = setup
+
+    def run(self, todo: tuple[str, ...], stop: threading.Event | None) -> None:
+        queue, bar = self._tasks(todo), self._bar(todo)
+        session = FileAnonymizer(self.setup)
+        self.report.workers = 1
+        started = time.monotonic()
+        try:
+            while queue and not (stop is not None and stop.is_set()):
+                task = queue.popleft()
+                result = session.process(task, stop)
+                if result.interrupted:
+                    break
+                retry = self._settle(task, result)
+                if retry is not None:
+                    queue.append(retry)
+                else:
+                    self._advance(bar)
+        finally:
+            self.report.seconds = time.monotonic() - started
+            if bar is not None:
+                bar.close()
+            session.close()
+
+
+class _Scheduler(_Executor):
     """Keeps every actor busy with one file, retries, replaces dead actors, writes the manifest."""
 
     def __init__(
         self, ray: Any, options: BatchOptions, setup: WorkerSetup, cfg_hash: str, writer: mf.ManifestWriter,
         report: JobReport,
     ) -> None:
+        super().__init__(options, cfg_hash, writer, report)
         self.ray = ray
-        self.options = options
-        self.cfg_hash = cfg_hash
-        self.writer = writer
-        self.report = report
         cpus, gpus = worker_resources(options)
         self._actor_cls = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=0)(_Worker)
         self._setup_ref = ray.put(setup)
         self._gpus = gpus
-        self._errors: dict[str, list[str]] = {}
         self._deaths_in_a_row = 0
 
     def run(self, todo: tuple[str, ...], stop: threading.Event | None) -> None:
-        opts = self.options
-        queue = deque(FileTask(rel, uris.join(opts.input_uri, rel), uris.join(opts.output_uri, rel)) for rel in todo)
+        queue = self._tasks(todo)
         n = self._worker_count(len(queue))
         actors = [self._spawn() for _ in range(n)]
         self.report.workers = n
-        bar = _bar(len(todo) + len(self.report.skipped), len(self.report.skipped), opts.progress)
+        bar = self._bar(todo)
         inflight: dict[Any, tuple[int, FileTask]] = {}
         idle = list(range(n))
         started = time.monotonic()
@@ -330,9 +426,8 @@ class _Scheduler:
                     retry = self._settle(task, result)
                     if retry is not None:
                         queue.append(retry)
-                    elif bar is not None:
-                        bar.update(1)
-                        bar.set_postfix_str(f"failed={len(self.report.failed)} retries={self.report.retries}")
+                    else:
+                        self._advance(bar)
         finally:
             self.report.seconds = time.monotonic() - started
             if bar is not None:
@@ -371,33 +466,6 @@ class _Scheduler:
             return FileResult(task.rel, False, error=_first_line(exc))
         self._deaths_in_a_row = 0
         return result
-
-    def _settle(self, task: FileTask, result: FileResult) -> FileTask | None:
-        """Write the file's row when it is final; return the retry when there is one."""
-        errors = self._errors.setdefault(task.rel, [])
-        if not result.ok:
-            errors.append(result.error or "failed")
-            if task.attempt <= self.options.max_retries:
-                self.report.retries += 1
-                return FileTask(task.rel, task.input_uri, task.output_uri, task.attempt + 1)
-        self.writer.append(self._row(task, result, tuple(errors)))
-        if result.ok:
-            self.report.done.append(task.rel)
-            self.report.frames += result.frames
-            self.report.faces += result.faces_anonymized
-        else:
-            self.report.failed[task.rel] = errors[-1]
-        return None
-
-    def _row(self, task: FileTask, result: FileResult, errors: tuple[str, ...]) -> mf.ManifestRow:
-        return mf.ManifestRow(
-            path=task.rel, status=mf.DONE if result.ok else mf.FAILED, input_sha256=result.input_sha256,
-            config_hash=self.cfg_hash, output=task.output_uri, frames=result.frames,
-            faces_anonymized=result.faces_anonymized, identity=result.identity, attempts=task.attempt,
-            errors=errors, worker=result.worker, seconds=result.seconds, input_size=result.input_size,
-            input_mtime=result.input_mtime, fawn_version=__version__, finished_at=round(time.time(), 3),
-        )
-
 
 def _resources(resources: Mapping[str, float]) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in sorted(resources.items()) if k in ("CPU", "GPU")) or "empty"

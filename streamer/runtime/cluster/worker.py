@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ import av
 
 from streamer import __version__
 from streamer.core.config import PipelineConfig
-from streamer.core.errors import FawnError
+from streamer.core.errors import FawnError, RunInterrupted
 from streamer.core.stats import RunStats
 from streamer.io.annotations import annotation_record, annotations_path
 from streamer.runtime.cluster import uris
@@ -53,6 +54,7 @@ class WorkerSetup:
     config: PipelineConfig
     gallery: bytes | None = None
     threads: int = 1  # inference threads when the config says 0 (all cores): the worker's CPUs
+    in_process: bool = False  # fawn run DIR -o DIR: the config as given (its gallery path, its audit log)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class FileResult:
     worker: dict[str, Any] = field(default_factory=dict)
     input_size: int | None = None
     input_mtime: float | None = None
+    interrupted: bool = False  # a stop request ended it (in-process runs): no manifest row, redone next time
 
 
 class FileAnonymizer:
@@ -93,12 +96,15 @@ class FileAnonymizer:
         self.models.close()
         self._tmp.cleanup()
 
-    def process(self, task: FileTask) -> FileResult:
-        """Anonymize one file; a file's failure is a result, not an exception."""
+    def process(self, task: FileTask, stop: threading.Event | None = None) -> FileResult:
+        """Anonymize one file; a file's failure is a result, not an exception. ``stop`` (in-process runs):
+        a stop request finalizes the output under its partial name and leaves it there."""
         _maybe_kill_for_tests()
         start = time.monotonic()
         try:
-            result = self._process(task)
+            result = self._process(task, stop)
+        except RunInterrupted:
+            return FileResult(task.rel, False, error="interrupted", interrupted=True, worker=self.worker)
         except FawnError as exc:
             return self._failed(task, str(exc), start)
         except (OSError, av.FFmpegError, ValueError) as exc:  # I/O or codec trouble outside fawn's wrappers
@@ -110,7 +116,7 @@ class FileAnonymizer:
         log.error("%s: %s", task.rel, error)
         return FileResult(task.rel, False, error=error, seconds=round(time.monotonic() - start, 3), worker=self.worker)
 
-    def _process(self, task: FileTask) -> FileResult:
+    def _process(self, task: FileTask, stop: threading.Event | None = None) -> FileResult:
         in_fs, in_path = uris.resolve(task.input_uri)
         out_fs, out_path = uris.resolve(task.output_uri)
         size, mtime = uris.unit_stat(in_fs, in_path)
@@ -119,7 +125,7 @@ class FileAnonymizer:
             local_in = in_path if uris.is_local(in_fs) else _download(in_fs, in_path, Path(scratch), sequence)
             checksum = uris.unit_sha256(uris.resolve(local_in)[0], local_in)
             if uris.is_local(out_fs):
-                stats, decisions = self._anonymize_local(local_in, out_path, sequence)
+                stats, decisions = self._anonymize_local(local_in, out_path, sequence, stop)
             else:
                 local_out = str(Path(scratch) / ("out" + ("" if sequence else Path(out_path).suffix)))
                 stats, decisions = self._anonymize_local(local_in, local_out, sequence)
@@ -132,18 +138,23 @@ class FileAnonymizer:
             _identity_summary(stats, decisions), input_size=size, input_mtime=mtime,
         )
 
-    def _anonymize_local(self, src: str, dst: str, sequence: bool = False) -> tuple[RunStats, dict[int, str]]:
+    def _anonymize_local(
+        self, src: str, dst: str, sequence: bool = False, stop: threading.Event | None = None
+    ) -> tuple[RunStats, dict[int, str]]:
         """``src`` -> ``dst`` through ``dst``'s partial name, renamed only when complete (with its annotations)."""
         os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
         partial = uris.partial_name(dst, folder=sequence)
         record = annotations_path(self.cfg, dst)
         try:
-            result = self._run(src, partial, None if record is None else record + PARTIAL_SUFFIX)
+            result = self._run(src, partial, None if record is None else record + PARTIAL_SUFFIX, stop)
         except BaseException:
             _remove(partial)
             if record is not None:
                 _remove(record + PARTIAL_SUFFIX)
             raise
+        if stop is not None and stop.is_set():  # finalized, playable, but not complete: not renamed
+            log.warning("%s: interrupted; left as %s (redone on the next run)", src, os.path.basename(partial))
+            raise RunInterrupted(src)
         if sequence:
             _remove(dst)  # a re-run (changed config or input) replaces the old folder whole
         os.replace(partial, dst)
@@ -151,11 +162,13 @@ class FileAnonymizer:
             os.replace(record + PARTIAL_SUFFIX, record)
         return result
 
-    def _run(self, src: str, dst: str, record: str | None = None) -> tuple[RunStats, dict[int, str]]:
+    def _run(
+        self, src: str, dst: str, record: str | None = None, stop: threading.Event | None = None
+    ) -> tuple[RunStats, dict[int, str]]:
         """:func:`streamer.runtime.pipeline.run` with this worker's model sessions (fresh per-file stages)."""
         stats = RunStats()
         decisions: dict[int, str] = {}
-        options = RunOptions(progress=False, on_frame=lambda _frame, tracked: _record(decisions, tracked))
+        options = RunOptions(stop=stop, progress=False, on_frame=lambda _frame, tracked: _record(decisions, tracked))
         with annotation_record(self.cfg, options, stats, record):
             run(src, dst, self.cfg, options, shared=self.models, stats=stats)
         return stats, decisions
@@ -183,6 +196,8 @@ def validate_setup(setup: WorkerSetup) -> None:
 def _worker_config(setup: WorkerSetup, tmp: Path) -> PipelineConfig:
     """The config as the worker runs it: the shipped gallery written locally, threads fitted to the worker."""
     cfg = setup.config
+    if setup.in_process:
+        return cfg
     ident = cfg.identity
     gallery = None
     if setup.gallery is not None:
