@@ -23,7 +23,7 @@ import cv2
 from streamer.tools import verify
 from tests.streamer.dashcam_media import Sequence, write_sequence
 
-FAWN = [sys.executable, "-m", "streamer.cli.main"]
+FAWN = [sys.executable, "-m", "streamer.cli"]
 
 
 def _recall(out: Path, seqs: dict[str, Sequence]) -> float:

@@ -1,4 +1,4 @@
-"""``python -m streamer.cli.main`` runs ``fawn``."""
+"""``python -m streamer.cli`` runs ``fawn``."""
 
 import sys
 

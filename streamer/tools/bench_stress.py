@@ -110,7 +110,7 @@ def tool_command(tool: str, source: str, output: str, deface: str | None) -> lis
             raise BenchError("deface was not found")
         return [deface, source, "-o", output, *DEFACE_ARGS]
     preset = tool.removeprefix("fawn ")
-    return [sys.executable, "-m", "streamer.cli.main", "run", source, "-o", output, "-c", preset, "--no-progress"]
+    return [sys.executable, "-m", "streamer.cli", "run", source, "-o", output, "-c", preset, "--no-progress"]
 
 
 def preset_file(preset: str, workdir: Path) -> str:

@@ -56,7 +56,7 @@ def _image(d: Path, clip: Path) -> Path:
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streamer.cli.main", *args], capture_output=True, text=True, timeout=90
+        [sys.executable, "-m", "streamer.cli", *args], capture_output=True, text=True, timeout=90
     )
 
 

@@ -56,7 +56,7 @@ def test_null_output_and_max_frames(tmp_path: Path) -> None:
 
 def _fawn(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streamer.cli.main", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "streamer.cli", *args], capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -140,7 +140,7 @@ def _start_long_run(tmp_path: Path, out: Path) -> subprocess.Popen[str]:
     clip = tmp_path / "long.mp4"
     demo.write_clip(demo.demo_spec(seconds=20.0), clip)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli.main", "run", str(clip), "-o", str(out), "--no-progress"],
+        [sys.executable, "-m", "streamer.cli", "run", str(clip), "-o", str(out), "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 60

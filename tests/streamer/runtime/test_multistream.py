@@ -149,7 +149,7 @@ def test_signal_stops_every_live_stream_with_playable_outputs(tmp_path: Path, si
     ])
     stats = tmp_path / "stats.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli.main", "run", "-c", str(config), "--no-progress", "--stats-json", str(stats)],
+        [sys.executable, "-m", "streamer.cli", "run", "-c", str(config), "--no-progress", "--stats-json", str(stats)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -486,7 +486,7 @@ def test_cli_run_hides_plates_with_the_real_model(plate_model: Path, tmp_path: P
     frames = plate_scenes.plate_frames((1280, 720), 6, widths=(110, 180), styles=("mercosur",), plates=3, seed=4)
     clip, output, stats = tmp_path / "plates.mp4", tmp_path / "out.mp4", tmp_path / "stats.json"
     _write_clip(clip, frames)
-    cmd = [sys.executable, "-m", "streamer.cli.main", "run", str(clip), "-o", str(output), "--plates", str(plate_model),
+    cmd = [sys.executable, "-m", "streamer.cli", "run", str(clip), "-o", str(output), "--plates", str(plate_model),
            "--stats-json", str(stats), "--no-progress"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -506,7 +506,7 @@ def test_cli_run_hides_plates_with_the_real_model(plate_model: Path, tmp_path: P
 def test_cli_rejects_a_bad_plates_option_before_loading(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("plates:\n  model: x.onnx\n  method: ksame\n")
-    proc = subprocess.run([sys.executable, "-m", "streamer.cli.main", "run", "demo", "-o", "null", "-c", str(config)],
+    proc = subprocess.run([sys.executable, "-m", "streamer.cli", "run", "demo", "-o", "null", "-c", str(config)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "plates.method: 'ksame' is not valid (choices: blur, pixelate, solid)" in proc.stderr
@@ -514,7 +514,7 @@ def test_cli_rejects_a_bad_plates_option_before_loading(tmp_path: Path) -> None:
 
 def test_cli_missing_plate_model_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     output = tmp_path / "out.mp4"
-    proc = subprocess.run([sys.executable, "-m", "streamer.cli.main", "run", "demo", "-o", str(output),
+    proc = subprocess.run([sys.executable, "-m", "streamer.cli", "run", "demo", "-o", str(output),
                            "--plates", str(tmp_path / "missing.onnx")], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [f"fawn: error: model file not found: {tmp_path / 'missing.onnx'}"]
