@@ -23,7 +23,7 @@ import engines
 from streamer.core.boxes import nms
 from streamer.core.errors import ModelError
 from streamer.core.types import FaceDetections, FloatArray, Image
-from streamer.stages.identity.packs import find_pack_model
+from streamer.stages.packs import find_pack_model
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from streamer.core.config import IDENTITY_MODELS, IdentityConfig
 from streamer.core.errors import ConfigError, MissingExtraError, ModelError
 from streamer.core.types import FloatArray, Image
 from streamer.stages.identity.align import ARCFACE_TEMPLATE_112, DLIB_TEMPLATE_150, align_face
-from streamer.stages.identity.packs import find_pack_model
+from streamer.stages.packs import find_pack_model
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from streamer.stages.identity.embed import (
 )
 from streamer.stages.identity.enroll import EnrollOptions, enroll
 from streamer.stages.identity.gallery import Gallery
-from streamer.stages.identity.packs import insightface_models_dir
 from streamer.stages.identity.resolver import create_identity
+from streamer.stages.packs import insightface_models_dir
 from streamer.stages.scrfd import ScrfdDetector
 
 
