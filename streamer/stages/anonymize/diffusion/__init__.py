@@ -7,12 +7,12 @@ worker thread, the last synthetic face warped to the current landmarks in
 between, and blur whenever no synthetic face is ready. Heavy dependencies
 (torch, diffusers, transformers) load only when the method is used.
 
-Modules: ``info`` (model folder configs), ``loader`` (``from_pretrained`` of the downloaded folders), ``check`` (``fawn models check``),
-``attention`` (reference-attention processors), ``modules`` (the networks'
-I/O modules for export and torch), ``sampler`` (batched synthesis),
-``crop`` (alignment, paste-back, colour matching), ``worker`` (the thread),
-``anonymizer`` (per-track keyframes and fallbacks), ``runtime`` (assembly),
-``cli`` (``fawn run`` options).
+Modules: ``sampler`` (batched synthesis), ``crop`` (alignment, paste-back,
+colour matching), ``worker`` (the thread), ``anonymizer`` (per-track keyframes
+and fallbacks), ``runtime`` (assembly: engines from :mod:`export` or torch).
+The networks themselves (model-folder info, ``from_pretrained`` loading,
+reference attention, I/O modules and specs) are in :mod:`streamer.models.diffusion`;
+the ``fawn run`` options in :mod:`streamer.cli.diffusion`.
 """
 
 from __future__ import annotations
