@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages the test suite needs (Debian 12 "bookworm"), installed only when missing.
 #
-# RTSP tests (tests/streamer/test_rtsp.py) run GStreamer's gst-rtsp-server as a
+# RTSP tests (tests/streamer/io/test_rtsp.py) run GStreamer's gst-rtsp-server as a
 # relay on loopback (tests/rtsp_server.py) under the system Python, because
 # PyGObject comes from Debian, not from the project's venv. It speaks RTP over
 # TCP and UDP, for both publishing (ANNOUNCE/RECORD, fawn's RTSP sink) and

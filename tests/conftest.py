@@ -15,7 +15,7 @@ from tests.rtsp_server import RtspServer, unavailable_reason
 # ============================================================================
 # IO fixtures: media clips made in code from real face photos (streamer.io.demo),
 # and a real RTSP server on loopback (tests/rtsp_server.py).
-# Used by tests/streamer/test_sources.py, test_sinks.py, test_threads.py, test_rtsp.py.
+# Used by tests/streamer/io/test_sources.py, test_sinks.py, test_threads.py, test_rtsp.py.
 # ============================================================================
 
 CLIP_SIZE = (320, 240)

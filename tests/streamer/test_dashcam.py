@@ -4,7 +4,7 @@ annotation record. Same names and sizes out, every face and every plate hidden, 
 region in the record.
 
 The plate model is the ONNX file inside the ``platedet`` wheel (AGPL-3.0, test-only, read and never
-imported; see tests/streamer/test_plates.py). Its plates are Mercosur-style, the layout that model
+imported; see tests/streamer/stages/test_plates.py). Its plates are Mercosur-style, the layout that model
 was trained on (docs/benchmarks.md §8 has its recall on other layouts).
 """
 

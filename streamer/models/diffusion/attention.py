@@ -6,7 +6,7 @@ In the denoiser, each ``attn1`` attends over ``[x, reference]`` along the
 token axis, where the reference is the state of the first attention module of
 the same down/up block (face_anon_simple's routing, see ``info.routed_source``). Only the queries of ``x`` are kept afterwards, so the queries are
 taken from ``x`` alone: the same result for a third of the query work (see
-``tests/streamer/anonymize/test_diffusion_attention.py``, which checks it
+``tests/streamer/models/diffusion/test_attention.py``, which checks it
 against full attention over the concatenation).
 """
 

@@ -1,7 +1,7 @@
 """The pipeline with a live source that stalls or switches resolution: the output goes on, never raw.
 
 The live source here is in-process (frames of the demo clip, real faces, with
-pauses and a size change) so the timing is exact; tests/streamer/test_rtsp_faults.py
+pauses and a size change) so the timing is exact; tests/streamer/io/test_rtsp_faults.py
 does the same through a real RTSP server.
 """
 
