@@ -13,7 +13,7 @@ import pytest
 import engines
 from export import cache
 from export.build import ExportOptions, export_diffusion, export_existing
-from export.cli import add_export_parser
+from streamer.cli.export import add_export_parser
 from streamer.core.errors import ConfigError, MissingExtraError, ModelError
 from streamer.models.diffusion.info import read_info
 from streamer.models.diffusion.spec import DIFFUSION_COMPONENTS, diffusion_specs, spec_from_onnx

@@ -409,7 +409,8 @@ def test_plates_config_rejects_unknown_keys_and_bad_methods() -> None:
 
 
 def test_cli_plates_flag_sets_the_model() -> None:
-    from streamer.cli.main import build_parser, run_overrides
+    from streamer.cli.main import build_parser
+    from streamer.cli.run import run_overrides
 
     args = build_parser().parse_args(["run", "in.mp4", "-o", "null", "--plates", "p.onnx"])
     assert run_overrides(args)["plates.model"] == "p.onnx"

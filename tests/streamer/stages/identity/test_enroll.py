@@ -10,16 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
+from streamer.cli.enroll import IDENTITY_RUN_OPTIONS, add_enroll_parser, add_identity_run_args
 from streamer.core.errors import GalleryError
 from streamer.io import demo
 from streamer.stages.detect import CenterFaceDetector
-from streamer.stages.identity.enroll import (
-    ENROLL_THRESHOLD,
-    IDENTITY_RUN_OPTIONS,
-    add_enroll_parser,
-    add_identity_run_args,
-    collect_photos,
-)
+from streamer.stages.identity.enroll import ENROLL_THRESHOLD, collect_photos
 from streamer.stages.identity.gallery import Gallery
 
 
