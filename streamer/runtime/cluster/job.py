@@ -322,10 +322,19 @@ class _Executor:
     def _bar(self, todo: tuple[str, ...]) -> Any:
         return _bar(len(todo) + len(self.report.skipped), len(self.report.skipped), self.options.progress)
 
-    def _advance(self, bar: Any) -> None:
-        if bar is not None:
+    def _next(self, task: FileTask, result: FileResult, queue: deque[FileTask], bar: Any) -> None:
+        """Queue the unit's retry, or count it as finished."""
+        retry = self._settle(task, result)
+        if retry is not None:
+            queue.append(retry)
+        elif bar is not None:
             bar.update(1)
             bar.set_postfix_str(f"failed={len(self.report.failed)} retries={self.report.retries}")
+
+    def _close_bar(self, bar: Any, started: float) -> None:
+        self.report.seconds = time.monotonic() - started
+        if bar is not None:
+            bar.close()
 
     def _settle(self, task: FileTask, result: FileResult) -> FileTask | None:
         """Write the file's row when it is final; return the retry when there is one."""
@@ -374,15 +383,9 @@ class _LocalExecutor(_Executor):
                 result = session.process(task, stop)
                 if result.interrupted:
                     break
-                retry = self._settle(task, result)
-                if retry is not None:
-                    queue.append(retry)
-                else:
-                    self._advance(bar)
+                self._next(task, result, queue, bar)
         finally:
-            self.report.seconds = time.monotonic() - started
-            if bar is not None:
-                bar.close()
+            self._close_bar(bar, started)
             session.close()
 
 
@@ -423,15 +426,9 @@ class _Scheduler(_Executor):
                     slot, task = inflight.pop(ref)
                     result = self._result(ref, task, actors, slot)
                     idle.append(slot)
-                    retry = self._settle(task, result)
-                    if retry is not None:
-                        queue.append(retry)
-                    else:
-                        self._advance(bar)
+                    self._next(task, result, queue, bar)
         finally:
-            self.report.seconds = time.monotonic() - started
-            if bar is not None:
-                bar.close()
+            self._close_bar(bar, started)
             for actor in actors:
                 self.ray.kill(actor)
 
