@@ -124,9 +124,11 @@ class PlateStage:
         every_n: int = 1,
         on_error: str = "blur_frame",
         stats: RunStats | None = None,
+        owns_detector: bool = True,
     ) -> None:
         self.detector, self.tracker, self.anonymizer = detector, tracker, anonymizer
         self.every_n, self.on_error = every_n, on_error
+        self.owns_detector = owns_detector  # False: one plate detector shared by every stream
         self.stats = stats or RunStats()
         self._count = 0
 
@@ -165,7 +167,8 @@ class PlateStage:
             return None
 
     def close(self) -> None:
-        close = getattr(self.detector, "close", None)
+        """Close an own detector (a shared one is closed by its owner, :class:`SharedModels`)."""
+        close = getattr(self.detector, "close", None) if self.owns_detector else None
         if close is not None:
             close()
 
@@ -189,19 +192,33 @@ def create_yolo_detector(cfg: PlatesConfig) -> YoloDetector:
                         cfg.imgsz, cfg.classes, cfg.tiles, cfg.tile_overlap)
 
 
-def create_plate_stage(cfg: PipelineConfig, stats: RunStats | None = None) -> PlateStage | None:
-    """The plate stage ``cfg.plates`` describes, or None when no plate model is configured."""
+def create_plate_detector(cfg: PlatesConfig, shared: bool = False) -> Detector:
+    """The configured plate detector; behind a detection thread (:class:`BatchingDetector`) when
+    ``timeout_ms`` bounds the wait or when several streams share it (``shared``: one session, the
+    streams' frames run one at a time on that thread; an engine error fails each frame closed)."""
+    yolo_detector = create_yolo_detector(cfg)
+    if cfg.timeout_ms is None and not shared:
+        return yolo_detector
+    from streamer.batching import BatchingDetector
+
+    return BatchingDetector(yolo_detector, 1, 0.0, cfg.timeout_ms)
+
+
+def create_plate_stage(
+    cfg: PipelineConfig, stats: RunStats | None = None, detector: Detector | None = None
+) -> PlateStage | None:
+    """The plate stage ``cfg.plates`` describes, or None when no plate model is configured.
+
+    ``detector``: a plate detector shared with other streams (not closed with this stage);
+    None loads one for this stage alone. The tracker is always this stage's own.
+    """
     p = cfg.plates
     if not p.enabled:
         return None
-    yolo_detector = create_yolo_detector(p)
-    detector: Detector = yolo_detector
-    if p.timeout_ms is not None:  # bounded waits need the detection on its own thread
-        from streamer.batching import BatchingDetector
-
-        detector = BatchingDetector(yolo_detector, 1, 0.0, p.timeout_ms)
+    owns = detector is None
+    detector = create_plate_detector(p) if detector is None else detector
     t = cfg.tracker
     tracker = SortTracker(t.max_coast, t.iou_threshold, t.max_center_jump, t.box_grow_per_frame)
     look = AnonymizerConfig(method=p.method, shape="box", padding=p.padding, feather=p.feather,
                             strength=p.strength, blocks=p.blocks, color=p.color)
-    return PlateStage(detector, tracker, create_anonymizer(look), p.every_n, cfg.on_error, stats)
+    return PlateStage(detector, tracker, create_anonymizer(look), p.every_n, cfg.on_error, stats, owns_detector=owns)

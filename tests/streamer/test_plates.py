@@ -518,3 +518,94 @@ def test_cli_missing_plate_model_is_one_line_and_writes_nothing(tmp_path: Path) 
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [f"fawn: error: model file not found: {tmp_path / 'missing.onnx'}"]
     assert not output.exists()
+
+
+# ---------------------------------------------------------------- one plate model for every stream
+
+
+def _count_plate_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record each plate model load (one ONNX session each)."""
+    from streamer import plates as plates_module
+
+    loads: list[str] = []
+    real = plates_module.create_yolo_detector
+
+    def counting(cfg: PlatesConfig) -> YoloDetector:
+        loads.append(str(cfg.model))
+        return real(cfg)
+
+    monkeypatch.setattr(plates_module, "create_yolo_detector", counting)
+    return loads
+
+
+def test_streams_share_one_plate_model_and_each_hides_its_plates(
+    plate_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamer.multistream import MultiStreamOptions, MultiStreamRun
+
+    loads = _count_plate_loads(monkeypatch)
+    scenes = [plate_scenes.plate_frames((1280, 720), 4, widths=(110, 180), styles=("mercosur",), plates=3,
+                                        backdrop=backdrop, seed=seed)
+              for seed, backdrop in enumerate(("rocket", "astronaut", "coffee"))]
+    streams = []
+    for k, frames in enumerate(scenes):
+        _write_clip(tmp_path / f"in{k}.mp4", frames)
+        streams.append({"name": f"cam{k}", "source": str(tmp_path / f"in{k}.mp4"), "output": str(tmp_path / f"out{k}.mp4")})
+    cfg = load_config(None, {"plates.model": str(plate_model), "streams": streams})
+    results = MultiStreamRun(cfg, MultiStreamOptions(progress=False)).run()
+    assert [r.state for r in results] == ["done"] * 3
+    assert loads == [str(plate_model)]  # one session for three streams (each had its own before)
+    checked = 0
+    for k, frames in enumerate(scenes):
+        before, after = _read_clip(tmp_path / f"in{k}.mp4"), _read_clip(tmp_path / f"out{k}.mp4")
+        assert len(after) == len(frames)
+        for (_image, gt), b, a in zip(frames, before, after):
+            for box in gt:
+                assert verify.face_hidden(b, a, box), f"cam{k}: plate {box} left readable"
+                checked += 1
+    assert checked == 3 * 4 * 3
+
+
+def test_closing_one_stream_keeps_the_shared_plate_model_and_errors_fail_closed(
+    plate_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamer.processor import SharedModels
+
+    plate_scene = plate_scenes.plate_frames((1280, 720), 2, widths=(120, 180), plates=2, styles=("mercosur",), seed=1)
+    loads = _count_plate_loads(monkeypatch)
+    cfg = load_config(None, {"plates.model": str(plate_model)})
+    shared = SharedModels(cfg, streams=2)
+    first, second = build_processor(cfg, shared=shared), build_processor(cfg, shared=shared)
+    assert first.plates is not None and second.plates is not None
+    assert first.plates.detector is second.plates.detector is shared.plates and len(loads) == 1
+    assert first.plates.tracker is not second.plates.tracker  # each stream tracks its own plates
+    image, gt = plate_scene[0]
+    try:
+        first.process(Frame(image.copy(), 0))
+        first.close()  # one stream ends: the other still detects with the shared model
+        frame = Frame(image.copy(), 0)
+        out = second.process(frame)
+        assert second.stats.detector_errors == 0
+        assert plate_scenes.coverage(gt, out[out.kind == "plate"].xyxy, cfg.plates.padding).min() >= plate_scenes.COVERED
+        assert all(verify.face_hidden(image, frame.image, box) for box in gt)
+        # an engine error inside the shared model fails that stream's frame closed (whole frame blurred)
+        inner = shared.plates.detector  # type: ignore[union-attr]
+        monkeypatch.setattr(inner, "detect_batch", lambda images: 1 / 0)
+        image, gt = plate_scene[1]
+        frame = Frame(image.copy(), 1)
+        second.process(frame)
+        assert second.stats.detector_errors == 1
+        _blurred_whole(image, frame.image, gt)
+    finally:
+        second.close()
+        shared.close()
+    frame = Frame(image.copy(), 2)  # closed by its owner: every frame is blurred whole, none passes
+    second.process(frame)
+    assert second.stats.detector_errors == 3  # the shared plate and face detectors both refuse
+    _blurred_whole(image, frame.image, gt)
+
+
+def _blurred_whole(image: Image, out: Image, gt: np.ndarray) -> None:
+    """Every plate hidden and the rest of the frame blurred too (the face stage ran after it)."""
+    assert all(verify.face_hidden(image, out, box) for box in gt)
+    assert verify.background_psnr(image, out, gt) < 30
