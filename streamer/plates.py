@@ -44,13 +44,14 @@ class YoloDetector:
         engine: str = "onnxruntime",
         device: str = "cpu",
         threads: int = 0,
-        threshold: float = 0.1,
+        threshold: float = 0.05,
         nms_iou: float = 0.5,
         layout: str = "auto",
         imgsz: int = 640,
         classes: tuple[int, ...] = (),
         tiles: tuple[int, int] = (1, 1),
         tile_overlap: float = 0.2,
+        whole_frame: bool = False,
     ) -> None:
         path = Path(model)
         self.engine = engines.create(engine, path, device=device, threads=threads)
@@ -66,11 +67,17 @@ class YoloDetector:
         self._nm = _mask_channels(self.engine.outputs)
         self.threshold, self.nms_iou, self.layout, self.imgsz = threshold, nms_iou, layout, imgsz
         self.classes = frozenset(classes)
-        self.tiles, self.tile_overlap = tiles, tile_overlap
+        self.tiles, self.tile_overlap, self.whole_frame = tiles, tile_overlap, whole_frame
+
+    def crops(self, shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
+        """The crops the model runs on: the ``tiles`` grid, and the whole frame too when ``whole_frame``."""
+        grid = tile_grid(shape, self.tiles, self.tile_overlap)
+        whole = (0, 0, shape[1], shape[0])
+        return grid + [whole] if self.whole_frame and whole not in grid else grid
 
     def detect(self, image: Image) -> FaceDetections:
-        """Plates in ``image`` (each tile of the ``tiles`` grid run separately, then merged by NMS)."""
-        parts = [self._detect_tile(image, x, y, x2, y2) for x, y, x2, y2 in tile_grid(image.shape, self.tiles, self.tile_overlap)]
+        """Plates in ``image`` (each crop of :meth:`crops` run separately, then merged by NMS)."""
+        parts = [self._detect_tile(image, x, y, x2, y2) for x, y, x2, y2 in self.crops(image.shape)]
         xyxy = np.concatenate([p[0] for p in parts])
         score = np.concatenate([p[1] for p in parts])
         cls = np.concatenate([p[2] for p in parts])
@@ -189,7 +196,7 @@ def create_yolo_detector(cfg: PlatesConfig) -> YoloDetector:
     if cfg.model is None:
         raise ModelError("plates.model is not set (fawn ships no plate model: pass --plates MODEL.onnx)")
     return YoloDetector(cfg.model, cfg.engine, cfg.device, cfg.threads, cfg.threshold, cfg.nms_iou, cfg.layout,
-                        cfg.imgsz, cfg.classes, cfg.tiles, cfg.tile_overlap)
+                        cfg.imgsz, cfg.classes, cfg.tiles, cfg.tile_overlap, cfg.whole_frame)
 
 
 def create_plate_detector(cfg: PlatesConfig, shared: bool = False) -> Detector:

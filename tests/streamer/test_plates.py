@@ -148,6 +148,17 @@ def test_nms_is_per_class() -> None:
     assert sorted(keep.tolist()) == [0, 2]
 
 
+def test_whole_frame_adds_one_crop_to_a_grid(tmp_path: Path) -> None:
+    model = _constant_model(tmp_path / "c.onnx", _v8([_row((10, 10, 60, 30), [0.9])]), dynamic=False, protos=False)
+    shape = (1080, 1920, 3)
+    assert YoloDetector(model, tiles=(2, 1)).crops(shape) == tile_grid(shape, (2, 1), 0.2)
+    assert YoloDetector(model, tiles=(2, 1), whole_frame=True).crops(shape) == tile_grid(shape, (2, 1), 0.2) + [(0, 0, 1920, 1080)]
+    assert YoloDetector(model, whole_frame=True).crops(shape) == [(0, 0, 1920, 1080)]  # 1x1 is the whole frame already
+    assert load_config(None, {"plates.whole_frame": True}).plates.whole_frame
+    with pytest.raises(ConfigError, match="plates.whole_frame"):
+        load_config(None, {"plates.whole_frame": "sometimes"})
+
+
 def test_tile_grid_covers_the_frame_with_overlap() -> None:
     tiles = tile_grid((1080, 1920, 3), (2, 1), 0.2)
     assert len(tiles) == 2 and tiles[0][0] == 0 and tiles[-1][2] == 1920
@@ -433,8 +444,10 @@ def plate_model() -> Path:
     return path
 
 
-def _tracked_recall(model: Path, size: tuple[int, int], tiles: tuple[int, int], style: str) -> tuple[int, float]:
-    cfg = load_config(None, {"plates.model": str(model), "plates.tiles": list(tiles)})
+def _tracked_recall(
+    model: Path, size: tuple[int, int], tiles: tuple[int, int], style: str, whole_frame: bool = False
+) -> tuple[int, float]:
+    cfg = load_config(None, {"plates.model": str(model), "plates.tiles": list(tiles), "plates.whole_frame": whole_frame})
     proc = build_processor(cfg)
     assert proc.plates is not None
     hidden = []
@@ -451,18 +464,25 @@ def _tracked_recall(model: Path, size: tuple[int, int], tiles: tuple[int, int], 
     return len(hidden), float(np.mean(hidden))
 
 
-def test_real_model_finds_and_hides_plates_in_1080p(plate_model: Path) -> None:
-    # Mercosur-layout plates (what the model was trained on) 60-200 px wide, a 2x1 tile grid
-    count, recall = _tracked_recall(plate_model, (1920, 1080), (2, 1), "mercosur")
+# plate-frames hidden at 1080p with the dashcam preset's plate settings, measured through this test
+# (the whole processor, pixels checked; the detector + tracker bench: docs/benchmarks.md §8)
+DASHCAM_1080P = {"mercosur": 1.00, "eu-white": 0.917, "eu-yellow": 0.875, "us": 0.625}
+
+
+@pytest.mark.parametrize("style", list(DASHCAM_1080P))
+def test_real_model_hides_plates_of_each_style_in_1080p(plate_model: Path, style: str) -> None:
+    # plates 60-200 px wide; the 2x1 tile grid plus the whole frame (a model trained on Brazilian plates
+    # misses EU/US plates that tiles make much larger than its training plates, and small ones without)
+    count, recall = _tracked_recall(plate_model, (1920, 1080), (2, 1), style, whole_frame=True)
     assert count == 48
-    assert recall >= 0.95, recall  # measured 1.00 (docs/benchmarks.md)
+    assert recall >= DASHCAM_1080P[style] - 0.05, recall
 
 
 @pytest.mark.parametrize("style", ["eu-white", "eu-yellow"])
 def test_real_model_hides_most_eu_plates_in_720p(plate_model: Path, style: str) -> None:
     count, recall = _tracked_recall(plate_model, (1280, 720), (1, 1), style)
     assert count == 48
-    assert recall >= 0.7, recall  # a model trained on Brazilian plates: 0.81 measured (docs/benchmarks.md)
+    assert recall >= 0.75, recall  # a model trained on Brazilian plates (docs/benchmarks.md §8)
 
 
 def _write_clip(path: Path, frames: list[tuple[Image, np.ndarray]]) -> None:
