@@ -351,9 +351,11 @@ class PlatesConfig:
     the output's shape. ``imgsz``: the input's long side for a model whose input
     size is dynamic (a fixed one is used as is). ``tiles`` [columns, rows]: run the
     model on that grid of crops (neighbours overlap by ``tile_overlap``) so small,
-    distant plates keep enough pixels (cost: one model run per tile). ``threshold``
-    is low on purpose (0.1): a false plate costs a blurred patch, a missed one a
-    readable plate (docs/benchmarks.md, plates). ``classes``: the class ids that
+    distant plates keep enough pixels (cost: one model run per tile);
+    ``whole_frame`` with a grid also runs it once on the whole frame (two scales:
+    a model misses plates that look much larger than those it was trained on).
+    ``threshold`` is low on purpose (0.05): a false plate costs a blurred patch, a
+    missed one a readable plate (docs/benchmarks.md §8, recall per plate style). ``classes``: the class ids that
     are plates (empty: every class). ``method`` hides a plate (``solid`` for strict
     mode) with ``padding`` around its box, ``strength``/``blocks``/``color`` as in
     ``anonymizer``. ``every_n``/``timeout_ms`` as in ``detector``; tracks coast with
@@ -366,11 +368,12 @@ class PlatesConfig:
     threads: int = 0
     layout: str = _choice("auto", PLATE_LAYOUTS)
     imgsz: int = 640
-    threshold: float = 0.1
+    threshold: float = 0.05
     nms_iou: float = 0.5
     classes: tuple[int, ...] = ()
     tiles: tuple[int, int] = (1, 1)
     tile_overlap: float = 0.2
+    whole_frame: bool = False
     method: str = _choice("blur", PLATE_METHODS)
     padding: float = 0.15
     feather: float = 0.1

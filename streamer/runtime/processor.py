@@ -14,7 +14,7 @@ from streamer.stages.batching import BatchingDetector
 from streamer.stages.detect import Detector, create_detector
 from streamer.stages.identity.embed import Embedder, create_embedder
 from streamer.stages.identity.resolver import IdentityResolver, create_identity
-from streamer.stages.plates import PlateStage, create_plate_stage
+from streamer.stages.plates import PlateStage, create_plate_detector, create_plate_stage
 from streamer.stages.scene import CutDetector
 from streamer.stages.track import SortTracker, Tracker
 
@@ -170,10 +170,14 @@ class SharedModels:
     The detector sits behind a :class:`~streamer.stages.batching.BatchingDetector`: one
     session and one detection thread for every stream, and on a GPU one batch for
     frames submitted together (``detector.max_batch``); the identity embedder (only
-    loaded when a gallery is used) is called from each stream's thread.
+    loaded when a gallery is used) is called from each stream's thread. The plate
+    detector (``plates.model``), when set, is one session behind its own detection
+    thread too; each stream keeps its own plate tracker.
     """
 
     def __init__(self, cfg: PipelineConfig, streams: int = 1) -> None:
+        # plates first: a missing plate model fails before the other loads
+        self.plates: Detector | None = create_plate_detector(cfg.plates, shared=True) if cfg.plates.enabled else None
         self.detector = batching_detector(cfg)
         self.detector.streams = streams
         uses_gallery = cfg.identity.gallery is not None and cfg.identity.mode != "all"
@@ -181,6 +185,9 @@ class SharedModels:
 
     def close(self) -> None:
         self.detector.close()
+        close = getattr(self.plates, "close", None)
+        if close is not None:
+            close()
 
 
 def build_processor(
@@ -188,7 +195,8 @@ def build_processor(
 ) -> FrameProcessor:
     """Load the models and stages a config names (or take them from ``shared``)."""
     stats = stats if stats is not None else RunStats()
-    plates = create_plate_stage(cfg, stats)  # first: a missing plate model fails before other loads
+    # first: a missing plate model fails before other loads
+    plates = create_plate_stage(cfg, stats, shared.plates if shared is not None else None)
     detector: Detector
     if shared is not None:
         detector = shared.detector

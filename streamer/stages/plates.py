@@ -46,13 +46,14 @@ class YoloDetector:
         engine: str = "onnxruntime",
         device: str = "cpu",
         threads: int = 0,
-        threshold: float = 0.1,
+        threshold: float = 0.05,
         nms_iou: float = 0.5,
         layout: str = "auto",
         imgsz: int = 640,
         classes: tuple[int, ...] = (),
         tiles: tuple[int, int] = (1, 1),
         tile_overlap: float = 0.2,
+        whole_frame: bool = False,
     ) -> None:
         path = Path(model)
         self.engine = engines.create(engine, path, device=device, threads=threads)
@@ -68,11 +69,17 @@ class YoloDetector:
         self._nm = _mask_channels(self.engine.outputs)
         self.threshold, self.nms_iou, self.layout, self.imgsz = threshold, nms_iou, layout, imgsz
         self.classes = frozenset(classes)
-        self.tiles, self.tile_overlap = tiles, tile_overlap
+        self.tiles, self.tile_overlap, self.whole_frame = tiles, tile_overlap, whole_frame
+
+    def crops(self, shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
+        """The crops the model runs on: the ``tiles`` grid, and the whole frame too when ``whole_frame``."""
+        grid = tile_grid(shape, self.tiles, self.tile_overlap)
+        whole = (0, 0, shape[1], shape[0])
+        return grid + [whole] if self.whole_frame and whole not in grid else grid
 
     def detect(self, image: Image) -> FaceDetections:
-        """Plates in ``image`` (each tile of the ``tiles`` grid run separately, then merged by NMS)."""
-        parts = [self._detect_tile(image, x, y, x2, y2) for x, y, x2, y2 in tile_grid(image.shape, self.tiles, self.tile_overlap)]
+        """Plates in ``image`` (each crop of :meth:`crops` run separately, then merged by NMS)."""
+        parts = [self._detect_tile(image, x, y, x2, y2) for x, y, x2, y2 in self.crops(image.shape)]
         xyxy = np.concatenate([p[0] for p in parts])
         score = np.concatenate([p[1] for p in parts])
         cls = np.concatenate([p[2] for p in parts])
@@ -126,9 +133,11 @@ class PlateStage:
         every_n: int = 1,
         on_error: str = "blur_frame",
         stats: RunStats | None = None,
+        owns_detector: bool = True,
     ) -> None:
         self.detector, self.tracker, self.anonymizer = detector, tracker, anonymizer
         self.every_n, self.on_error = every_n, on_error
+        self.owns_detector = owns_detector  # False: one plate detector shared by every stream
         self.stats = stats or RunStats()
         self._count = 0
 
@@ -164,7 +173,8 @@ class PlateStage:
             return None
 
     def close(self) -> None:
-        close = getattr(self.detector, "close", None)
+        """Close an own detector (a shared one is closed by its owner, :class:`SharedModels`)."""
+        close = getattr(self.detector, "close", None) if self.owns_detector else None
         if close is not None:
             close()
 
@@ -185,20 +195,34 @@ def create_yolo_detector(cfg: PlatesConfig) -> YoloDetector:
     if cfg.model is None:
         raise ModelError("plates.model is not set (fawn ships no plate model: pass --plates MODEL.onnx)")
     return YoloDetector(cfg.model, cfg.engine, cfg.device, cfg.threads, cfg.threshold, cfg.nms_iou, cfg.layout,
-                        cfg.imgsz, cfg.classes, cfg.tiles, cfg.tile_overlap)
+                        cfg.imgsz, cfg.classes, cfg.tiles, cfg.tile_overlap, cfg.whole_frame)
 
 
-def create_plate_stage(cfg: PipelineConfig, stats: RunStats | None = None) -> PlateStage | None:
-    """The plate stage ``cfg.plates`` describes, or None when no plate model is configured."""
+def create_plate_detector(cfg: PlatesConfig, shared: bool = False) -> Detector:
+    """The configured plate detector; behind a detection thread (:class:`BatchingDetector`) when
+    ``timeout_ms`` bounds the wait or when several streams share it (``shared``: one session, the
+    streams' frames run one at a time on that thread; an engine error fails each frame closed)."""
+    yolo_detector = create_yolo_detector(cfg)
+    if cfg.timeout_ms is None and not shared:
+        return yolo_detector
+    return BatchingDetector(yolo_detector, 1, 0.0, cfg.timeout_ms)
+
+
+def create_plate_stage(
+    cfg: PipelineConfig, stats: RunStats | None = None, detector: Detector | None = None
+) -> PlateStage | None:
+    """The plate stage ``cfg.plates`` describes, or None when no plate model is configured.
+
+    ``detector``: a plate detector shared with other streams (not closed with this stage);
+    None loads one for this stage alone. The tracker is always this stage's own.
+    """
     p = cfg.plates
     if not p.enabled:
         return None
-    yolo_detector = create_yolo_detector(p)
-    detector: Detector = yolo_detector
-    if p.timeout_ms is not None:  # bounded waits need the detection on its own thread
-        detector = BatchingDetector(yolo_detector, 1, 0.0, p.timeout_ms)
+    owns = detector is None
+    detector = create_plate_detector(p) if detector is None else detector
     t = cfg.tracker
     tracker = SortTracker(t.max_coast, t.iou_threshold, t.max_center_jump, t.box_grow_per_frame)
     look = AnonymizerConfig(method=p.method, shape="box", padding=p.padding, feather=p.feather,
                             strength=p.strength, blocks=p.blocks, color=p.color)
-    return PlateStage(detector, tracker, create_anonymizer(look), p.every_n, cfg.on_error, stats)
+    return PlateStage(detector, tracker, create_anonymizer(look), p.every_n, cfg.on_error, stats, owns_detector=owns)

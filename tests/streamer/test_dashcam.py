@@ -57,9 +57,10 @@ def _drive(folder: Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray],
 
 
 def _config(tmp_path: Path) -> Path:
-    """The dashcam preset with the plate model on (two tiles: small plates at 1080p)."""
+    """The dashcam preset with the plate model on (its plate settings: 2x1 tiles and the whole frame)."""
     preset = yaml.safe_load((Path(__file__).parents[2] / "configs" / "dashcam.yaml").read_text())
-    preset["plates"] = {"model": str(_platedet()), "tiles": [2, 1]}
+    assert preset["plates"]["model"] is None and preset["plates"]["whole_frame"]
+    preset["plates"]["model"] = str(_platedet())
     config = tmp_path / "dashcam.yaml"
     config.write_text(yaml.safe_dump(preset))
     return config

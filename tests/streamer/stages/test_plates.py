@@ -149,6 +149,17 @@ def test_nms_is_per_class() -> None:
     assert sorted(keep.tolist()) == [0, 2]
 
 
+def test_whole_frame_adds_one_crop_to_a_grid(tmp_path: Path) -> None:
+    model = _constant_model(tmp_path / "c.onnx", _v8([_row((10, 10, 60, 30), [0.9])]), dynamic=False, protos=False)
+    shape = (1080, 1920, 3)
+    assert YoloDetector(model, tiles=(2, 1)).crops(shape) == tile_grid(shape, (2, 1), 0.2)
+    assert YoloDetector(model, tiles=(2, 1), whole_frame=True).crops(shape) == tile_grid(shape, (2, 1), 0.2) + [(0, 0, 1920, 1080)]
+    assert YoloDetector(model, whole_frame=True).crops(shape) == [(0, 0, 1920, 1080)]  # 1x1 is the whole frame already
+    assert load_config(None, {"plates.whole_frame": True}).plates.whole_frame
+    with pytest.raises(ConfigError, match="plates.whole_frame"):
+        load_config(None, {"plates.whole_frame": "sometimes"})
+
+
 def test_tile_grid_covers_the_frame_with_overlap() -> None:
     tiles = tile_grid((1080, 1920, 3), (2, 1), 0.2)
     assert len(tiles) == 2 and tiles[0][0] == 0 and tiles[-1][2] == 1920
@@ -435,8 +446,10 @@ def plate_model() -> Path:
     return path
 
 
-def _tracked_recall(model: Path, size: tuple[int, int], tiles: tuple[int, int], style: str) -> tuple[int, float]:
-    cfg = load_config(None, {"plates.model": str(model), "plates.tiles": list(tiles)})
+def _tracked_recall(
+    model: Path, size: tuple[int, int], tiles: tuple[int, int], style: str, whole_frame: bool = False
+) -> tuple[int, float]:
+    cfg = load_config(None, {"plates.model": str(model), "plates.tiles": list(tiles), "plates.whole_frame": whole_frame})
     proc = build_processor(cfg)
     assert proc.plates is not None
     hidden = []
@@ -453,18 +466,25 @@ def _tracked_recall(model: Path, size: tuple[int, int], tiles: tuple[int, int], 
     return len(hidden), float(np.mean(hidden))
 
 
-def test_real_model_finds_and_hides_plates_in_1080p(plate_model: Path) -> None:
-    # Mercosur-layout plates (what the model was trained on) 60-200 px wide, a 2x1 tile grid
-    count, recall = _tracked_recall(plate_model, (1920, 1080), (2, 1), "mercosur")
+# plate-frames hidden at 1080p with the dashcam preset's plate settings, measured through this test
+# (the whole processor, pixels checked; the detector + tracker bench: docs/benchmarks.md §8)
+DASHCAM_1080P = {"mercosur": 1.00, "eu-white": 0.917, "eu-yellow": 0.875, "us": 0.625}
+
+
+@pytest.mark.parametrize("style", list(DASHCAM_1080P))
+def test_real_model_hides_plates_of_each_style_in_1080p(plate_model: Path, style: str) -> None:
+    # plates 60-200 px wide; the 2x1 tile grid plus the whole frame (a model trained on Brazilian plates
+    # misses EU/US plates that tiles make much larger than its training plates, and small ones without)
+    count, recall = _tracked_recall(plate_model, (1920, 1080), (2, 1), style, whole_frame=True)
     assert count == 48
-    assert recall >= 0.95, recall  # measured 1.00 (docs/benchmarks.md)
+    assert recall >= DASHCAM_1080P[style] - 0.05, recall
 
 
 @pytest.mark.parametrize("style", ["eu-white", "eu-yellow"])
 def test_real_model_hides_most_eu_plates_in_720p(plate_model: Path, style: str) -> None:
     count, recall = _tracked_recall(plate_model, (1280, 720), (1, 1), style)
     assert count == 48
-    assert recall >= 0.7, recall  # a model trained on Brazilian plates: 0.81 measured (docs/benchmarks.md)
+    assert recall >= 0.75, recall  # a model trained on Brazilian plates (docs/benchmarks.md §8)
 
 
 def _write_clip(path: Path, frames: list[tuple[Image, np.ndarray]]) -> None:
@@ -520,3 +540,94 @@ def test_cli_missing_plate_model_is_one_line_and_writes_nothing(tmp_path: Path) 
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [f"fawn: error: model file not found: {tmp_path / 'missing.onnx'}"]
     assert not output.exists()
+
+
+# ---------------------------------------------------------------- one plate model for every stream
+
+
+def _count_plate_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record each plate model load (one ONNX session each)."""
+    from streamer.stages import plates as plates_module
+
+    loads: list[str] = []
+    real = plates_module.create_yolo_detector
+
+    def counting(cfg: PlatesConfig) -> YoloDetector:
+        loads.append(str(cfg.model))
+        return real(cfg)
+
+    monkeypatch.setattr(plates_module, "create_yolo_detector", counting)
+    return loads
+
+
+def test_streams_share_one_plate_model_and_each_hides_its_plates(
+    plate_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamer.runtime.multistream import MultiStreamOptions, MultiStreamRun
+
+    loads = _count_plate_loads(monkeypatch)
+    scenes = [plate_scenes.plate_frames((1280, 720), 4, widths=(110, 180), styles=("mercosur",), plates=3,
+                                        backdrop=backdrop, seed=seed)
+              for seed, backdrop in enumerate(("rocket", "astronaut", "coffee"))]
+    streams = []
+    for k, frames in enumerate(scenes):
+        _write_clip(tmp_path / f"in{k}.mp4", frames)
+        streams.append({"name": f"cam{k}", "source": str(tmp_path / f"in{k}.mp4"), "output": str(tmp_path / f"out{k}.mp4")})
+    cfg = load_config(None, {"plates.model": str(plate_model), "streams": streams})
+    results = MultiStreamRun(cfg, MultiStreamOptions(progress=False)).run()
+    assert [r.state for r in results] == ["done"] * 3
+    assert loads == [str(plate_model)]  # one session for three streams (each had its own before)
+    checked = 0
+    for k, frames in enumerate(scenes):
+        before, after = _read_clip(tmp_path / f"in{k}.mp4"), _read_clip(tmp_path / f"out{k}.mp4")
+        assert len(after) == len(frames)
+        for (_image, gt), b, a in zip(frames, before, after):
+            for box in gt:
+                assert verify.face_hidden(b, a, box), f"cam{k}: plate {box} left readable"
+                checked += 1
+    assert checked == 3 * 4 * 3
+
+
+def test_closing_one_stream_keeps_the_shared_plate_model_and_errors_fail_closed(
+    plate_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamer.runtime.processor import SharedModels
+
+    plate_scene = plate_scenes.plate_frames((1280, 720), 2, widths=(120, 180), plates=2, styles=("mercosur",), seed=1)
+    loads = _count_plate_loads(monkeypatch)
+    cfg = load_config(None, {"plates.model": str(plate_model)})
+    shared = SharedModels(cfg, streams=2)
+    first, second = build_processor(cfg, shared=shared), build_processor(cfg, shared=shared)
+    assert first.plates is not None and second.plates is not None
+    assert first.plates.detector is second.plates.detector is shared.plates and len(loads) == 1
+    assert first.plates.tracker is not second.plates.tracker  # each stream tracks its own plates
+    image, gt = plate_scene[0]
+    try:
+        first.process(Frame(image.copy(), 0))
+        first.close()  # one stream ends: the other still detects with the shared model
+        frame = Frame(image.copy(), 0)
+        out = second.process(frame)
+        assert second.stats.detector_errors == 0
+        assert plate_scenes.coverage(gt, out[out.kind == "plate"].xyxy, cfg.plates.padding).min() >= plate_scenes.COVERED
+        assert all(verify.face_hidden(image, frame.image, box) for box in gt)
+        # an engine error inside the shared model fails that stream's frame closed (whole frame blurred)
+        inner = shared.plates.detector  # type: ignore[union-attr]
+        monkeypatch.setattr(inner, "detect_batch", lambda images: 1 / 0)
+        image, gt = plate_scene[1]
+        frame = Frame(image.copy(), 1)
+        second.process(frame)
+        assert second.stats.detector_errors == 1
+        _blurred_whole(image, frame.image, gt)
+    finally:
+        second.close()
+        shared.close()
+    frame = Frame(image.copy(), 2)  # closed by its owner: every frame is blurred whole, none passes
+    second.process(frame)
+    assert second.stats.detector_errors == 3  # the shared plate and face detectors both refuse
+    _blurred_whole(image, frame.image, gt)
+
+
+def _blurred_whole(image: Image, out: Image, gt: np.ndarray) -> None:
+    """Every plate hidden and the rest of the frame blurred too (the face stage ran after it)."""
+    assert all(verify.face_hidden(image, out, box) for box in gt)
+    assert verify.background_psnr(image, out, gt) < 30
