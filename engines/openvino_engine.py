@@ -8,6 +8,7 @@ bf16 on CPUs that have it, which changes scores.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -69,7 +70,8 @@ class OpenVinoEngine:
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
         if target == "CPU":
             config["INFERENCE_NUM_THREADS"] = threads or (os.cpu_count() or 1)
-        _enable_cache(core, cache_dir or default_cache_dir())
+        self._cache_dir = cache_dir or default_cache_dir()
+        _enable_cache(core, self._cache_dir)
         self._core, self._target, self._config, self._path = core, target, config, path
         try:
             # read now (a bad file fails at load); compiled on the first run, for that input's shape
@@ -91,14 +93,32 @@ class OpenVinoEngine:
         (another stream's size, a region pass) share one dynamic compile."""
         with self._lock:
             if self._static is None and len(self.inputs) == 1:
-                model = self._model.clone()
-                model.reshape(list(shape))
-                self._static = (shape, self._compile(model))
+                self._static = (shape, self._compile(self._static_model(shape)))
             if self._static is not None and self._static[0] == shape:
                 return self._static[1]
             if self._dynamic is None:
                 self._dynamic = self._compile(str(self._path))
             return self._dynamic
+
+    def _static_model(self, shape: tuple[int, ...]) -> Any:
+        """The model reshaped to ``shape``: as an IR file in the cache (compiled from a path, the
+        cached compile is found in ~0.17 s; from a model object it is hashed first, ~0.33 s), or
+        the model itself where the cache is not writable."""
+        digest = hashlib.sha256(self._path.read_bytes()).hexdigest()[:16]
+        xml = self._cache_dir / f"{self._path.stem}-{digest}-{'x'.join(map(str, shape))}.xml"
+        if xml.is_file() and xml.with_suffix(".bin").is_file():
+            return str(xml)
+        model = self._model.clone()
+        model.reshape(list(shape))
+        try:
+            tmp = xml.with_name(f"{xml.stem}.{os.getpid()}.tmp.xml")
+            _import_openvino().save_model(model, str(tmp), compress_to_fp16=False)
+            os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
+            os.replace(tmp, xml)
+            return str(xml)
+        except (OSError, RuntimeError) as exc:
+            log.info("OpenVINO static model not cached (%s): %s", xml, exc)
+            return model
 
     def _compile(self, model: Any) -> Any:
         try:

@@ -60,7 +60,11 @@ def test_compiled_model_is_cached_where_asked(tmp_path: Path) -> None:
 
     engine = OpenVinoEngine(engines.builtin_model("centerface-int8"), threads=1, cache_dir=tmp_path / "ov")
     engine.run({engine.inputs[0].name: np.zeros((1, 3, 64, 64), np.float32)})  # compiled for its first shape
-    assert any((tmp_path / "ov").iterdir())
+    assert any((tmp_path / "ov").glob("*.blob"))
+    assert [p.name for p in (tmp_path / "ov").glob("*.xml")] == [p.name for p in (tmp_path / "ov").glob("*1x3x64x64.xml")] != []
+    again = OpenVinoEngine(engines.builtin_model("centerface-int8"), threads=1, cache_dir=tmp_path / "ov")
+    out = again.run({again.inputs[0].name: np.zeros((1, 3, 64, 64), np.float32)})  # from the cached static model
+    assert out[again.outputs[0].name].shape == (1, 1, 16, 16)
 
 
 def test_first_shape_runs_static_and_others_dynamic_with_the_same_results() -> None:
