@@ -1,4 +1,5 @@
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,3 +196,32 @@ def test_every_18_to_30_px_face_frame_is_hidden_at_1080p() -> None:
 def test_second_look_is_rejected_below_zero() -> None:
     with pytest.raises(ConfigError, match="detector.second_look"):
         load_config(None, {"detector.second_look": -1})
+
+
+def test_18_px_faces_stay_hidden_through_h264_with_every_n_2(tmp_path: Path) -> None:
+    """The ``cctv`` preset (``every_n: 2``) through ``fawn run``'s pipeline and H.264: the boxes the
+    second look finds on an upscaled crop came out ~10 % smaller than the frame pass's, and the
+    18 px face showed on frames 1 and 3 of the 1080p *small* segment until they were grown back."""
+    import av
+
+    from streamer.bench import decode_frames
+    from streamer.pipeline import RunOptions, run
+    from streamer.verify import face_hidden
+
+    frames = _small_1080p(30)
+    clip = tmp_path / "small.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=15)
+        stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"  # type: ignore[union-attr]
+        stream.options = {"crf": "18", "preset": "veryfast"}  # type: ignore[union-attr]
+        for image, _ in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))  # type: ignore[union-attr]
+        container.mux(stream.encode(None))  # type: ignore[union-attr]
+    out = tmp_path / "out.mp4"
+    run(str(clip), str(out), load_config("cctv", {"detector.threads": 1}), RunOptions(progress=False))
+    checked = 0
+    for index, (original, result) in enumerate(zip(decode_frames(str(clip)), decode_frames(str(out)), strict=True)):
+        for box in frames[index][1]:
+            assert face_hidden(original, result, box), f"frame {index}: the {box[2] - box[0]:.0f} px face shows"
+            checked += 1
+    assert checked == 120
