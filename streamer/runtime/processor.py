@@ -11,7 +11,7 @@ from streamer.core.types import FaceDetections, Frame, Image
 from streamer.stages.anonymize import Anonymizer, create_anonymizer
 from streamer.stages.anonymize.filters import blur_frame
 from streamer.stages.batching import BatchingDetector
-from streamer.stages.detect import Detector, create_detector
+from streamer.stages.detect import Detector, create_detector, second_look
 from streamer.stages.identity.embed import Embedder, create_embedder
 from streamer.stages.identity.resolver import IdentityResolver, create_identity
 from streamer.stages.plates import PlateStage, create_plate_detector, create_plate_stage
@@ -38,6 +38,7 @@ class FrameProcessor:
         adaptive: bool = True,
         owns_detector: bool = True,
         plates: PlateStage | None = None,
+        second_look: float = 0.0,
     ) -> None:
         self.detector = detector
         self.tracker = tracker
@@ -49,6 +50,7 @@ class FrameProcessor:
         self.adaptive = adaptive
         self.owns_detector = owns_detector  # False: a detector shared with other streams
         self.cut = CutDetector()
+        self.second_look = second_look  # detector.second_look: largest lost face (px) given a closer look
         self.plates = plates  # license plates: own detector and tracker, after the face stages
         self._shape: tuple[int, ...] | None = None
         self._count = 0
@@ -95,6 +97,10 @@ class FrameProcessor:
         # plates before faces, on the frame as it came (a blurred face must not hide a plate's context)
         plates = self.plates.process(frame) if self.plates is not None else None
         found: FaceDetections | None = self._detect(frame) if detect_now else None
+        if found is not None and self.second_look > 0:  # small faces the frame pass lost: a closer look
+            with stats.timed("detect"):
+                found = second_look(self.detector, frame.image, found, self.tracker.predict(frame.index),
+                                    self.second_look)
         with stats.timed("track"):
             if found is not None:
                 tracked = self.tracker.update(found, frame.index)
@@ -210,5 +216,5 @@ def build_processor(
     anonymizer = create_anonymizer(cfg.anonymizer, ksame=cfg.ksame, identity=cfg.identity, diffusion=cfg.diffusion)
     return FrameProcessor(
         detector, tracker, identity, anonymizer, cfg.detector.every_n, cfg.on_error, stats, cfg.detector.adaptive,
-        owns_detector=shared is None, plates=plates,
+        owns_detector=shared is None, plates=plates, second_look=cfg.detector.second_look,
     )

@@ -58,5 +58,26 @@ def test_doctor_lists_openvino_devices_and_the_default_detector() -> None:
 def test_compiled_model_is_cached_where_asked(tmp_path: Path) -> None:
     from engines.openvino_engine import OpenVinoEngine
 
-    OpenVinoEngine(engines.builtin_model("centerface-int8"), threads=1, cache_dir=tmp_path / "ov")
-    assert any((tmp_path / "ov").iterdir())
+    engine = OpenVinoEngine(engines.builtin_model("centerface-int8"), threads=1, cache_dir=tmp_path / "ov")
+    engine.run({engine.inputs[0].name: np.zeros((1, 3, 64, 64), np.float32)})  # compiled for its first shape
+    assert any((tmp_path / "ov").glob("*.blob"))
+    assert [p.name for p in (tmp_path / "ov").glob("*.xml")] == [p.name for p in (tmp_path / "ov").glob("*1x3x64x64.xml")] != []
+    again = OpenVinoEngine(engines.builtin_model("centerface-int8"), threads=1, cache_dir=tmp_path / "ov")
+    out = again.run({again.inputs[0].name: np.zeros((1, 3, 64, 64), np.float32)})  # from the cached static model
+    assert out[again.outputs[0].name].shape == (1, 1, 16, 16)
+
+
+def test_first_shape_runs_static_and_others_dynamic_with_the_same_results() -> None:
+    from engines.openvino_engine import OpenVinoEngine
+
+    engine = OpenVinoEngine(engines.builtin_model("centerface-int8"), threads=1)
+    name = engine.inputs[0].name
+    frame = np.random.default_rng(0).uniform(0, 255, (1, 3, 96, 128)).astype(np.float32)
+    first = engine.run({name: frame})
+    other = engine.run({name: np.zeros((2, 3, 64, 64), np.float32)})  # another shape: the dynamic compile
+    again = engine.run({name: frame})
+    assert engine._static is not None and engine._static[0] == (1, 3, 96, 128)
+    assert engine._dynamic is not None
+    assert other[engine.outputs[0].name].shape[:2] == (2, 1)
+    for spec in engine.outputs:
+        np.testing.assert_allclose(first[spec.name], again[spec.name], atol=1e-6)
