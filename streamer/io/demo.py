@@ -176,18 +176,32 @@ def render(spec: ClipSpec) -> Iterator[tuple[Image, FloatArray]]:
 
 def _paste(frame: Image, actor: Actor, cx: float, cy: float, size: float) -> FloatArray | None:
     sprite, alpha, box = _sprite(actor.photo, size)
-    sh, sw = sprite.shape[:2]
     bcx, bcy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     ox, oy = int(round(cx - bcx)), int(round(cy - bcy))
+    if not blend(frame, sprite, alpha, ox, oy):
+        return None
+    return clip_box(box + np.array([ox, oy, ox, oy], np.float32), frame.shape)
+
+
+def blend(frame: Image, sprite: Image, alpha: FloatArray, ox: int, oy: int) -> bool:
+    """Alpha-blend ``sprite`` into ``frame`` with its top-left corner at (ox, oy), clipped to the frame;
+    False when nothing of it lands inside."""
+    sh, sw = sprite.shape[:2]
     H, W = frame.shape[:2]
     x1, y1, x2, y2 = max(0, ox), max(0, oy), min(W, ox + sw), min(H, oy + sh)
     if x2 <= x1 or y2 <= y1:
-        return None
+        return False
     s = sprite[y1 - oy : y2 - oy, x1 - ox : x2 - ox].astype(np.float32)
     a = alpha[y1 - oy : y2 - oy, x1 - ox : x2 - ox]
     region = frame[y1:y2, x1:x2].astype(np.float32)
     frame[y1:y2, x1:x2] = (s * a + region * (1 - a)).astype(np.uint8)
-    gt = box + np.array([ox, oy, ox, oy], np.float32)
+    return True
+
+
+def clip_box(box: FloatArray, shape: tuple[int, ...]) -> FloatArray | None:
+    """A ground-truth box clipped to the frame, or None when too little of it is left (≤ 4 px)."""
+    H, W = shape[:2]
+    gt = box.astype(np.float32).copy()
     gt[[0, 2]] = gt[[0, 2]].clip(0, W)
     gt[[1, 3]] = gt[[1, 3]].clip(0, H)
     return gt if (gt[2] - gt[0]) > 4 and (gt[3] - gt[1]) > 4 else None

@@ -175,22 +175,13 @@ def _sprite(photo: FacePhoto, size: float, roll: float) -> tuple[Image, FloatArr
 def paste(frame: Image, actor: StressActor, cx: float, cy: float, roll: float) -> FloatArray | None:
     """Blend the actor's face centred at (cx, cy) into ``frame``; its clipped ground-truth box or None."""
     sprite, alpha, corners = _sprite(actor.photo, actor.size, roll)
-    sh, sw = sprite.shape[:2]
     centre = corners.mean(axis=0)
     ox, oy = int(round(cx - centre[0])), int(round(cy - centre[1]))
-    H, W = frame.shape[:2]
-    x1, y1, x2, y2 = max(0, ox), max(0, oy), min(W, ox + sw), min(H, oy + sh)
-    if x2 <= x1 or y2 <= y1:
+    if not demo.blend(frame, sprite, alpha, ox, oy):
         return None
-    s = sprite[y1 - oy : y2 - oy, x1 - ox : x2 - ox].astype(np.float32)
-    a = alpha[y1 - oy : y2 - oy, x1 - ox : x2 - ox]
-    region = frame[y1:y2, x1:x2].astype(np.float32)
-    frame[y1:y2, x1:x2] = (s * a + region * (1 - a)).astype(np.uint8)
     pts = corners + [ox, oy]
-    gt = np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()], np.float32)
-    gt[[0, 2]] = gt[[0, 2]].clip(0, W)
-    gt[[1, 3]] = gt[[1, 3]].clip(0, H)
-    return gt if (gt[2] - gt[0]) > 4 and (gt[3] - gt[1]) > 4 else None
+    box = np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()], np.float32)
+    return demo.clip_box(box, frame.shape)
 
 
 def _degrade(frame: Image, spec: StressSpec, index: int, rng: np.random.Generator) -> Image:
