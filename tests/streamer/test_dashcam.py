@@ -1,11 +1,13 @@
 """A dashcam drive end to end: a folder of 1080p frames from real photos with small pedestrians'
-faces *and* licence plates, camera motion, through ``fawn run -c dashcam --plates`` with an
+faces *and* licence plates (real cars with their real plates, tests/streamer/car_photos.py, and
+rendered plates on the road), camera motion, through ``fawn run -c dashcam --plates`` with an
 annotation record. Same names and sizes out, every face and every plate hidden, each hidden
 region in the record.
 
 The plate model is the ONNX file inside the ``platedet`` wheel (AGPL-3.0, test-only, read and never
 imported; see tests/streamer/stages/test_plates.py). Its plates are Mercosur-style, the layout that model
-was trained on (docs/benchmarks.md §8 has its recall on other layouts).
+was trained on (docs/benchmarks.md §8 has its recall on other layouts); the real cars' plates are a
+US and a Czech (EU) one.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import yaml
 from streamer.cli.main import main
 from streamer.io import demo
 from streamer.tools import plate_scenes, verify
+from tests.streamer import car_photos
 
 FRAMES = 4
 
@@ -35,13 +38,17 @@ def _platedet() -> Path:
 
 def _drive(folder: Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """1080p frames of a panning camera over a real photo and a road with four moving Mercosur plates
-    (streamer.tools.plate_scenes), and three walking pedestrians' faces (real photos, 26-40 px), as JPEG."""
+    (streamer.tools.plate_scenes), two real cars with their plates (photos, moving with the pan) and
+    three walking pedestrians' faces (real photos, 26-40 px), as JPEG."""
     photos = demo.default_photos()
-    walkers = [(photos[0], 40.0, 0.30, 0.45, 6.0), (photos[1], 32.0, 0.55, 0.50, -4.0), (photos[0], 26.0, 0.78, 0.40, 3.0)]
+    walkers = [(photos[0], 40.0, 0.30, 0.59, 6.0), (photos[1], 32.0, 0.55, 0.59, -4.0), (photos[0], 26.0, 0.78, 0.59, 3.0)]
     folder.mkdir(parents=True)
     names, written, faces, plates = [], [], [], []
     scenes = plate_scenes.plate_frames((1920, 1080), FRAMES, styles=("mercosur",), backdrop="rocket", seed=0)
-    for i, (frame, plate_boxes) in enumerate(scenes, 1):
+    for i, (frame, road_plates) in enumerate(scenes, 1):
+        cars = [car_photos.paste(frame, "us-police-rear", 20 - 4 * i, -140, 1.6, crop=(150, 0, 642, 450)),
+                car_photos.paste(frame, "cz-front", 1240 - 4 * i, 60, 1.5)]
+        plate_boxes = np.concatenate([road_plates, *cars])
         face_boxes = []
         for photo, size, fx, fy, vx in walkers:
             box = demo._paste(frame, demo.Actor(photo, size, (0, 0), (0, 0)), fx * 1920 + vx * i, fy * 1080, size)
@@ -75,7 +82,7 @@ def _check(out: Path, record: Path, drive: tuple[list[str], list[np.ndarray], li
     face_report = verify.face_recall(zip(frames, outputs, faces))
     plate_report = verify.face_recall(zip(frames, outputs, plates))  # the plates' characters are gone too
     assert face_report.faces == sum(len(b) for b in faces) > 0 and face_report.recall == 1.0, face_report
-    assert plate_report.faces == 4 * FRAMES and plate_report.recall == 1.0, plate_report
+    assert plate_report.faces == (4 + 2) * FRAMES and plate_report.recall == 1.0, plate_report
     records = [json.loads(line) for line in record.read_text().splitlines()]
     assert [r["file"] for r in records] == names
     for r, face_boxes, plate_boxes in zip(records, faces, plates):
