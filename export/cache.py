@@ -88,7 +88,7 @@ class Manifest:
 
     def _read(self) -> None:
         try:
-            data = json.loads(self.path.read_text())
+            data = json.loads(self.path.read_text(encoding="utf-8"))
             self.entries = {k: Entry(**v) for k, v in data.get("entries", {}).items()}
         except (ValueError, TypeError) as exc:
             log.warning("ignoring unreadable engine manifest %s: %s", self.path, exc)
@@ -109,5 +109,5 @@ class Manifest:
         self.folder.mkdir(parents=True, exist_ok=True)
         data = {"version": 1, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "entries": {k: vars(v) for k, v in self.entries.items()}}
         tmp = self.path.with_name(f".{MANIFEST}.{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
         tmp.replace(self.path)

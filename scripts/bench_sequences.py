@@ -35,6 +35,21 @@ def _recall(out: Path, seqs: dict[str, Sequence]) -> float:
     return hidden / faces if faces else 1.0
 
 
+def _config(tmp: Path, plates: str | None) -> str:
+    """The dashcam preset, with the plate model on when one is given (its plate settings as they are)."""
+    if plates is None:
+        return "dashcam"
+    import yaml
+
+    from streamer.core.config import presets_dir
+
+    preset = yaml.safe_load((presets_dir() / "dashcam.yaml").read_text())
+    preset["plates"]["model"] = plates
+    path = tmp / "dashcam-plates.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    return str(path)
+
+
 def _timed(cmd: list[str]) -> float:
     start = time.monotonic()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -46,21 +61,23 @@ def main() -> None:
     ap.add_argument("--sequences", type=int, default=4)
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--json")
+    ap.add_argument("--plates", metavar="MODEL.onnx", help="also anonymize plates with this model (dashcam plate settings)")
     args = ap.parse_args()
-    rows = []
+    rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="fawn-bench-seq-") as tmp:
         root = Path(tmp) / "drives"
         seqs = {f"drive{i}/cam_front": write_sequence(root / f"drive{i}" / "cam_front", n=args.frames)
                 for i in range(args.sequences)}
         total = args.sequences * args.frames
+        config = _config(Path(tmp), args.plates)
         out = Path(tmp) / "run"
-        seconds = sum(_timed([*FAWN, "run", str(root / rel), "-o", str(out / rel), "-c", "dashcam", "--no-progress"])
+        seconds = sum(_timed([*FAWN, "run", str(root / rel), "-o", str(out / rel), "-c", config, "--no-progress"])
                       for rel in seqs)
         rows.append({"run": "fawn run (2 cores)", "cores": 2, "seconds": seconds, "recall": _recall(out, seqs)})
         for workers in (1, 2):
             out = Path(tmp) / f"ray{workers}"
             summary = Path(tmp) / f"ray{workers}.json"
-            wall = _timed([*FAWN, "batch", str(root), "-o", str(out), "-c", "dashcam", "--workers", str(workers),
+            wall = _timed([*FAWN, "batch", str(root), "-o", str(out), "-c", config, "--workers", str(workers),
                            "--no-progress", "--summary-json", str(summary)])
             job = json.loads(summary.read_text())
             rows.append({"run": f"fawn batch, {workers} Ray worker(s)", "cores": workers, "seconds": job["seconds"],

@@ -77,7 +77,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         report = run_job(options, stop)
     log.info("%s", report.table())
     if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(report.to_json(), indent=2))
+        Path(args.summary_json).write_text(json.dumps(report.to_json(), indent=2), encoding="utf-8")
     return 1 if report.failed else 0
 
 

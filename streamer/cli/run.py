@@ -103,7 +103,7 @@ def _run_one(args: argparse.Namespace, cfg: PipelineConfig) -> int:
         summary["tracks"], summary["dropped"],
     )
     if args.stats_json:
-        Path(args.stats_json).write_text(json.dumps(summary, indent=2))
+        Path(args.stats_json).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return 0
 
 
@@ -129,7 +129,7 @@ def _run_streams(args: argparse.Namespace, cfg: PipelineConfig) -> int:
                  result.name, result.state, s.frames_out, s.fps(), s.faces_anonymized, s.dropped,
                  s.frames_held + s.frames_blank, s.reconnects, f": {result.error}" if result.error else "")
     if args.stats_json:
-        Path(args.stats_json).write_text(json.dumps(summary, indent=2))
+        Path(args.stats_json).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return 1 if summary["total"]["failed"] else 0
 
 
@@ -159,5 +159,5 @@ def _run_batch(args: argparse.Namespace, cfg: PipelineConfig) -> int:
         report = run_batch(Path(args.source), Path(args.output), cfg, stop, progress=not args.no_progress)
     log.info("%s", report.table())
     if args.stats_json:
-        Path(args.stats_json).write_text(json.dumps(report.to_json(), indent=2))
+        Path(args.stats_json).write_text(json.dumps(report.to_json(), indent=2), encoding="utf-8")
     return 1 if report.failed else 0

@@ -489,7 +489,7 @@ def resolve_preset(path: str | Path) -> Path:
 def _read_yaml(path: str | Path) -> dict[str, Any]:
     p = resolve_preset(path)
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

@@ -130,7 +130,7 @@ class AnnotationWriter:
                            for i, name in enumerate(CATEGORIES)],
         }
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(data))
+        tmp.write_text(json.dumps(data), encoding="utf-8")
         os.replace(tmp, self.path)
 
 

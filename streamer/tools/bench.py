@@ -138,7 +138,7 @@ class Stopwatch:
 def _machine_busy_seconds() -> float | None:
     """CPU seconds all processes have used since boot (``/proc/stat``), or None where unavailable."""
     try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        fields = Path("/proc/stat").read_text(encoding="utf-8").split("\n", 1)[0].split()
     except OSError:
         return None
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
@@ -432,7 +432,7 @@ def _ranges(report: RecallReport) -> str:
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
@@ -511,7 +511,7 @@ def write_json(path: str, clip: Clip, results: list[Result]) -> None:
             for r in results
         ],
     }
-    Path(path).write_text(json.dumps(data, indent=2))
+    Path(path).write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
 def write_plot(path: str, results: list[Result]) -> None:

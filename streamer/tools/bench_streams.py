@@ -139,7 +139,7 @@ def points_table(points: list[StreamsPoint]) -> str:
 
 def write_outputs(points: list[StreamsPoint], json_path: str | None, plot_path: str | None) -> None:
     if json_path:
-        Path(json_path).write_text(json.dumps({"machine": machine(), "points": [asdict(p) for p in points]}, indent=2))
+        Path(json_path).write_text(json.dumps({"machine": machine(), "points": [asdict(p) for p in points]}, indent=2), encoding="utf-8")
     if plot_path:
         write_plot(points, plot_path)
 
@@ -181,7 +181,7 @@ def load_points(paths: list[str]) -> list[StreamsPoint]:
     """Points saved by :func:`write_outputs` (several runs can be combined)."""
     points: list[StreamsPoint] = []
     for path in paths:
-        points += [StreamsPoint(**p) for p in json.loads(Path(path).read_text())["points"]]
+        points += [StreamsPoint(**p) for p in json.loads(Path(path).read_text(encoding="utf-8"))["points"]]
     return points
 
 

@@ -122,13 +122,13 @@ def preset_file(preset: str, workdir: Path) -> str:
     from streamer.core.config import presets_dir
 
     name, _, pairs = preset.partition(":")
-    data = yaml.safe_load((presets_dir() / f"{name}.yaml").read_text())
+    data = yaml.safe_load((presets_dir() / f"{name}.yaml").read_text(encoding="utf-8"))
     for pair in pairs.split("+"):
         key, _, value = pair.partition("=")
         section, _, name = key.strip().rpartition(".")
         data.setdefault(section or "detector", {})[name] = yaml.safe_load(value)
     path = workdir / (preset.replace(":", "_").replace("+", "_").replace("=", "-") + ".yaml")
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return str(path)
 
 
@@ -194,7 +194,7 @@ def run_stress(opts: StressOptions) -> dict[str, Any]:
         "runs": [{**dataclasses.asdict(r), "fps": round(r.fps, 2), "recall": round(r.recall(), 4)} for r in runs],
     }
     if opts.json_path:
-        Path(opts.json_path).write_text(json.dumps(report, indent=2))
+        Path(opts.json_path).write_text(json.dumps(report, indent=2), encoding="utf-8")
     if opts.plot_path:
         write_plot(opts.plot_path, runs)
     return report
@@ -215,7 +215,7 @@ def _run_tool(tool: str, clip: StressClip, tiny: str, workdir: Path, deface: str
 
 def _loadavg() -> str:
     try:
-        return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
+        return Path("/proc/loadavg").read_text(encoding="utf-8").split(" ", 3)[:3].__str__()
     except OSError:
         return "n/a"
 

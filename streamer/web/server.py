@@ -781,7 +781,7 @@ class Routes:
             self.server.check_token(request)
         except RequestError:
             return web.Response(status=401, text="fawn: a token is required: open the URL fawn serve printed.\n")
-        html = (STATIC_DIR / "index.html").read_text()
+        html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
         return web.Response(text=html, content_type="text/html", headers={"Content-Security-Policy": PAGE_CSP})
 
     async def healthz(self, _request: web.Request) -> web.StreamResponse:

@@ -112,7 +112,7 @@ def routed_source(name: str) -> str:
 
 def read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelError(f"model config missing: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

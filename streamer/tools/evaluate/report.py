@@ -127,7 +127,7 @@ def examples_image(pairs: Sequence[tuple[Image, Image]], height: int = 96) -> Im
 
 
 def write_json(data: dict[str, Any], path: Path) -> Path:
-    path.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
+    path.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n", encoding="utf-8")
     return path
 
 
@@ -155,9 +155,9 @@ def write_report(result: Result, out_dir: str | Path, title: str = "fawn evaluat
         plots.append(("Examples (top: original, bottom: anonymized)", out / "examples.png"))
     files.update({path.stem: path for _, path in plots})
     files["markdown"] = out / "report.md"
-    files["markdown"].write_text(markdown(result, title, [(n, p.name) for n, p in plots]))
+    files["markdown"].write_text(markdown(result, title, [(n, p.name) for n, p in plots]), encoding="utf-8")
     files["html"] = out / "report.html"
-    files["html"].write_text(to_html(result, title, [(n, p.name) for n, p in plots]))
+    files["html"].write_text(to_html(result, title, [(n, p.name) for n, p in plots]), encoding="utf-8")
     log.info("report written to %s", out)
     return files
 

@@ -139,14 +139,14 @@ def write_sweep(sweep: SweepResult, out: Path) -> dict[str, Path]:
     if plot is not None:
         files["pareto"] = plot
     files["markdown"] = out / "sweep.md"
-    files["markdown"].write_text(sweep_markdown(sweep, plot.name if plot else None))
+    files["markdown"].write_text(sweep_markdown(sweep, plot.name if plot else None), encoding="utf-8")
     files["html"] = out / "sweep.html"
-    files["html"].write_text(sweep_html(sweep, plot.name if plot else None))
+    files["html"].write_text(sweep_html(sweep, plot.name if plot else None), encoding="utf-8")
     return files
 
 
 def write_csv(rows: Sequence[SweepRow], path: Path) -> Path:
-    with path.open("w", newline="") as f:
+    with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["label", "overrides", *ALL_KEYS, "error"])
         for r in rows:

@@ -477,3 +477,25 @@ def test_serve_rejects_sources_and_config_streams_together(tmp_path: Path) -> No
     config = tmp_path / "s.yaml"
     config.write_text("streams:\n  - source: demo\n")
     assert main(["serve", "demo", "-c", str(config)]) == 2
+
+
+def test_page_is_served_whatever_the_process_locale(clip: Clip) -> None:
+    """The page holds non-ASCII text (an em dash, an ellipsis): read as UTF-8, not in the process
+    locale's encoding. In CI a library left the C locale set (ASCII) and GET / answered 500."""
+    import locale
+
+    previous = locale.setlocale(locale.LC_CTYPE)
+    try:
+        locale.setlocale(locale.LC_CTYPE, "C")
+        if sys.flags.utf8_mode:
+            pytest.fail("this test needs Python without UTF-8 mode (PYTHONUTF8 unset)")
+        assert locale.getpreferredencoding(False).upper() not in ("UTF-8", "UTF8")
+
+        async def main() -> tuple[int, str]:
+            async with running(serve_config(), feed=clip_feed(clip)) as (_server, base):
+                return await get(base, "/")
+
+        status, body = run(main())
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)
+    assert status == 200 and "fawn — live anonymized preview" in body
