@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 
 from streamer.tools import verify
-from tests.streamer.dashcam_media import Sequence, write_sequence
+from tests.streamer.dashcam_media import Sequence, dashcam_config_with_plates, write_sequence
 
 FAWN = [sys.executable, "-m", "streamer.cli"]
 
@@ -37,17 +37,7 @@ def _recall(out: Path, seqs: dict[str, Sequence]) -> float:
 
 def _config(tmp: Path, plates: str | None) -> str:
     """The dashcam preset, with the plate model on when one is given (its plate settings as they are)."""
-    if plates is None:
-        return "dashcam"
-    import yaml
-
-    from streamer.core.config import presets_dir
-
-    preset = yaml.safe_load((presets_dir() / "dashcam.yaml").read_text())
-    preset["plates"]["model"] = plates
-    path = tmp / "dashcam-plates.yaml"
-    path.write_text(yaml.safe_dump(preset))
-    return str(path)
+    return "dashcam" if plates is None else str(dashcam_config_with_plates(tmp, plates))
 
 
 def _timed(cmd: list[str]) -> float:

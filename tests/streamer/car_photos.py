@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from streamer.core.types import FloatArray, Image
+from streamer.io import demo
 
 MEDIA = Path(sys.prefix) / "share" / "fawn-test-media" / "openalpr"
 
@@ -54,9 +55,8 @@ def paste(
     plates = plates - np.array([cx1, cy1, cx1, cy1], np.float32)
     h, w = photo.shape[:2]
     sized = cv2.resize(photo, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
+    demo.blend(frame, sized, np.ones((*sized.shape[:2], 1), np.float32), x, y)  # opaque: the photo as it is
     H, W = frame.shape[:2]
-    x1, y1, x2, y2 = max(0, x), max(0, y), min(W, x + sized.shape[1]), min(H, y + sized.shape[0])
-    frame[y1:y2, x1:x2] = sized[y1 - y : y2 - y, x1 - x : x2 - x]
     boxes = plates * scale + np.array([x, y, x, y], np.float32)
     inside = (boxes[:, 0] >= 0) & (boxes[:, 1] >= 0) & (boxes[:, 2] <= W) & (boxes[:, 3] <= H)
     return boxes[inside]

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from streamer.core.config import presets_dir
 from streamer.core.types import FloatArray, Image
 from streamer.io import demo
 
@@ -65,3 +67,22 @@ def write_sequence(folder: Path, n: int = 6, suffix: str = ".jpg", width: int = 
         frames.append(written)
         boxes.append(gt)
     return Sequence(folder, names, frames, boxes)
+
+
+def dashcam_preset() -> dict[str, Any]:
+    """The shipped dashcam preset as a dict."""
+    import yaml
+
+    data: dict[str, Any] = yaml.safe_load((presets_dir() / "dashcam.yaml").read_text(encoding="utf-8"))
+    return data
+
+
+def dashcam_config_with_plates(folder: Path, plate_model: str) -> Path:
+    """The dashcam preset with the plate model on (its plate settings as they are), written to ``folder``."""
+    import yaml
+
+    preset = dashcam_preset()
+    preset["plates"]["model"] = plate_model
+    path = folder / "dashcam-plates.yaml"
+    path.write_text(yaml.safe_dump(preset), encoding="utf-8")
+    return path

@@ -19,12 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import yaml
 
 from streamer.cli.main import main
 from streamer.io import demo
 from streamer.tools import plate_scenes, verify
-from tests.streamer import car_photos
+from tests.streamer import car_photos, dashcam_media
 
 FRAMES = 4
 
@@ -65,12 +64,9 @@ def _drive(folder: Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray],
 
 def _config(tmp_path: Path) -> Path:
     """The dashcam preset with the plate model on (its plate settings: 2x1 tiles and the whole frame)."""
-    preset = yaml.safe_load((Path(__file__).parents[2] / "configs" / "dashcam.yaml").read_text())
+    preset = dashcam_media.dashcam_preset()
     assert preset["plates"]["model"] is None and preset["plates"]["whole_frame"]
-    preset["plates"]["model"] = str(_platedet())
-    config = tmp_path / "dashcam.yaml"
-    config.write_text(yaml.safe_dump(preset))
-    return config
+    return dashcam_media.dashcam_config_with_plates(tmp_path, str(_platedet()))
 
 
 def _check(out: Path, record: Path, drive: tuple[list[str], list[np.ndarray], list[np.ndarray], list[np.ndarray]]) -> None:

@@ -296,8 +296,6 @@ class _Worker:
         self.session = FileAnonymizer(setup)
 
     def process(self, task: FileTask) -> FileResult:
-        import dataclasses
-
         import ray
 
         result = self.session.process(task)

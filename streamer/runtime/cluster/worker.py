@@ -174,7 +174,7 @@ class FileAnonymizer:
         return stats, decisions
 
 
-PARTIAL_SUFFIX = ".partial"
+PARTIAL_SUFFIX = uris.PARTIAL  # an annotation record's name until its output is complete
 
 
 def _remove(path: str) -> None:
