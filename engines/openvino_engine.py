@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -36,19 +37,39 @@ def default_cache_dir() -> Path:
 
 def _import_openvino() -> Any:
     try:
-        import openvino
+        return _import_runtime()
     except ImportError as exc:
         raise EngineError("the openvino engine needs OpenVINO: install fawn[openvino] (pip install 'fawn[openvino]')") from exc
+
+
+def _import_runtime() -> Any:
+    """``import openvino`` without its model converter: ``openvino/__init__`` imports
+    ``openvino.tools.ovc`` (``convert_model``, which fawn never uses: it reads ONNX), whose import
+    starts OpenVINO's usage telemetry and costs ~50 ms of ``fawn run``'s start-up. Hidden for this
+    import only; ``import openvino.tools.ovc`` works as usual afterwards."""
+    if "openvino" in sys.modules or "openvino.tools.ovc" in sys.modules:
+        import openvino
+
+        return openvino
+    sys.modules["openvino.tools.ovc"] = None  # type: ignore[assignment]  # makes its import fail: openvino skips it
+    try:
+        import openvino
+    finally:
+        if sys.modules.get("openvino.tools.ovc", 0) is None:
+            del sys.modules["openvino.tools.ovc"]
     return openvino
 
 
 def devices() -> list[str]:
     """OpenVINO's device names on this machine (e.g. ``['CPU']``); empty without OpenVINO."""
     try:
-        import openvino
+        openvino = _import_runtime()
     except ImportError:
         return []
     return list(openvino.Core().available_devices)
+
+
+STATIC_SHAPES = 3  # input shapes compiled static (the rest share a dynamic compile)
 
 
 class OpenVinoEngine:
@@ -82,20 +103,21 @@ class OpenVinoEngine:
         self.inputs = [TensorSpec(p.get_any_name(), _shape(p), str(p.get_element_type())) for p in model.inputs]
         self.outputs = [TensorSpec(p.get_any_name(), _shape(p), str(p.get_element_type())) for p in model.outputs]
         self._model = model
-        self._static: tuple[tuple[int, ...], Any] | None = None  # (shape, compiled): the stream's frame shape
+        self._static: dict[tuple[int, ...], Any] = {}  # shape -> compiled: the first STATIC_SHAPES shapes
         self._dynamic: Any = None
         self._lock = threading.Lock()
         self._local = threading.local()  # infer requests per calling thread
 
     def _compiled_for(self, shape: tuple[int, ...]) -> Any:
-        """The model compiled for ``shape``: the first input shape gets a static compile (~14 %
-        faster a run than the dynamic one on this CPU, docs/benchmarks.md §9); other shapes
-        (another stream's size, a region pass) share one dynamic compile."""
+        """The model compiled for ``shape``: the first STATIC_SHAPES input shapes (a stream's frame,
+        the detector's region crop) get a static compile each (a frame runs ~14 % faster than on
+        the dynamic compile, a 128 px crop ~2x: docs/benchmarks.md §9); other shapes (more
+        streams' sizes) share one dynamic compile."""
         with self._lock:
-            if self._static is None and len(self.inputs) == 1:
-                self._static = (shape, self._compile(self._static_model(shape)))
-            if self._static is not None and self._static[0] == shape:
-                return self._static[1]
+            if shape not in self._static and len(self._static) < STATIC_SHAPES and len(self.inputs) == 1:
+                self._static[shape] = self._compile(self._static_model(shape))
+            if shape in self._static:
+                return self._static[shape]
             if self._dynamic is None:
                 self._dynamic = self._compile(str(self._path))
             return self._dynamic
@@ -140,7 +162,7 @@ class OpenVinoEngine:
         shape = tuple(next(iter(inputs.values())).shape)
         request = self._request(shape)
         try:
-            request.infer(inputs)
+            request.infer(inputs, share_inputs=True)  # no copy of the input: it is not touched until the run ends
             # copies: the request's buffers are reused by the next call
             return {spec.name: np.array(request.get_output_tensor(i).data) for i, spec in enumerate(self.outputs)}
         except Exception as exc:

@@ -23,6 +23,8 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    "fawn default and cctv vs deface, whole processes, interleaved")
     p.add_argument("--sizes", default="640x480,1280x720,1920x1080", help="with --stress: clip sizes")
     p.add_argument("--frames", type=int, default=40, help="with --stress: frames per segment")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="with --stress: rounds per size, fps and start-up are the medians (a shared machine drifts)")
     p.add_argument("--presets", default="default,cctv",
                    help="with --stress: fawn presets, NAME or NAME:detector_key=value+key=value (e.g. default:precision=fp32)")
     p.set_defaults(func=cmd_bench)
@@ -30,10 +32,12 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.stress:
+        if args.repeat < 1:
+            raise ConfigError(f"--repeat: must be >= 1, got {args.repeat}")
         from streamer.tools.bench_stress import StressOptions, format_table, iter_sizes, run_stress
 
         stress = StressOptions(tuple(iter_sizes(args.sizes)), args.frames, None if args.no_deface else (args.deface or ""),
-                               presets=tuple(args.presets.split(",")),
+                               presets=tuple(args.presets.split(",")), repeat=args.repeat,
                                json_path=args.json, plot_path=args.plot)
         report = run_stress(stress)
         sys.stdout.write(f"Machine: {report['machine']}\n\n{format_table(report)}")

@@ -55,12 +55,17 @@ class DetectorConfig:
     whose long side is larger are shrunk to it before detection (1920: 1080p runs at
     native resolution; raise it for 4K, at ~4x the detector time). ``edge_pad``:
     the frame is padded on every side by this fraction of its short side
-    (``pad_mode`` ``constant`` black, or ``reflect``) so a face cut by the frame edge
-    is still whole enough to detect; 0 turns it off. ``edge_threshold``: the score a
-    detection whose box runs past the frame edge needs (such faces score lower);
-    null: ``threshold``. ``second_look``: a track no detection of the frame matched whose
+    (``pad_mode`` ``reflect``: mirrored, so a face cut by the frame edge becomes a
+    near-whole, roughly symmetric face again; or ``constant`` black) and a face cut by
+    the frame edge is still detected; 0 turns it off. ``edge_threshold``: the score a
+    detection whose box runs past the frame edge needs; null: ``threshold`` (reflected,
+    cut faces score like whole ones; docs/benchmarks.md §9). ``second_look``: a track no detection of the frame matched whose
     face is at most this many px (network pixels) gets a closer look: a crop around it,
-    upscaled, detected again (18 px faces at 1080p come and go at native size); 0: off."""
+    upscaled, detected again (18 px faces at 1080p come and go at native size); 0: off.
+    ``recheck_threshold``: a detection scoring below ``threshold`` but at least this gets
+    the same closer look and is kept if a face scores ``threshold`` there (fast,
+    motion-blurred faces score low on the whole frame, high on the crop; most textures
+    that score this low do not); 0: off."""
 
     backend: str = _choice("centerface", DETECTORS)
     model: str | None = None
@@ -71,9 +76,10 @@ class DetectorConfig:
     nms_iou: float = 0.3
     max_side: int = 1920
     edge_pad: float = 0.1
-    pad_mode: str = _choice("constant", PAD_MODES)
-    edge_threshold: float | None = 0.1
+    pad_mode: str = _choice("reflect", PAD_MODES)
+    edge_threshold: float | None = None
     second_look: float = 40.0
+    recheck_threshold: float = 0.07
     every_n: int = 1
     adaptive: bool = True
     threads: int = 0
@@ -93,6 +99,7 @@ class DetectorConfig:
                  "must be in (0, 1) or null (same as threshold)")
         _require(0.0 <= self.edge_pad <= 0.5, "detector.edge_pad", "must be in [0, 0.5] (fraction of the short side)")
         _require(self.second_look >= 0, "detector.second_look", "must be >= 0 (px; 0 turns it off)")
+        _require(0.0 <= self.recheck_threshold < 1.0, "detector.recheck_threshold", "must be in [0, 1) (0 turns it off)")
         _require(self.every_n >= 1, "detector.every_n", "must be >= 1")
         _require(self.threads >= 0, "detector.threads", "must be >= 0 (0 = all cores)")
 

@@ -98,9 +98,7 @@ class FrameProcessor:
         plates = self.plates.process(frame) if self.plates is not None else None
         found: FaceDetections | None = self._detect(frame) if detect_now else None
         if found is not None and self.second_look > 0:  # small faces the frame pass lost: a closer look
-            with stats.timed("detect"):
-                found = second_look(self.detector, frame.image, found, self.tracker.predict(frame.index),
-                                    self.second_look)
+            found = self._second_look(frame, found)
         with stats.timed("track"):
             if found is not None:
                 tracked = self.tracker.update(found, frame.index)
@@ -138,6 +136,18 @@ class FrameProcessor:
             log.error("detector failed on frame %d: %s", frame.index, exc)
             self.stats.detector_errors += 1
             return None
+
+    def _second_look(self, frame: Frame, found: FaceDetections) -> FaceDetections:
+        """``found`` plus the small faces a closer look refinds around the tracks this pass lost;
+        on a detector error just ``found`` (those tracks coast: anonymized where predicted)."""
+        try:
+            with self.stats.timed("detect"):
+                return second_look(self.detector, frame.image, found, self.tracker.predict(frame.index),
+                                   self.second_look)
+        except FawnError as exc:
+            log.warning("second look failed on frame %d: %s (lost tracks coast)", frame.index, exc)
+            self.stats.detector_errors += 1
+            return found
 
     def _settle(self, tracked: FaceDetections) -> None:
         assert tracked.track_id is not None and tracked.coasting is not None

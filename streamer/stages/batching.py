@@ -4,7 +4,8 @@ Each stream's processor calls :meth:`BatchingDetector.detect` from its own
 thread. A single detection thread collects the requests that arrive within
 ``wait_ms`` of the first (or until every registered stream has one waiting),
 runs them through ``detect_batch`` in one engine call, and hands each stream its
-result. Streams therefore share one model session (no per-stream copy of the
+result. A stream's second look at small lost faces (``detect_regions``) goes through
+the same thread, after the frames of its batch. Streams therefore share one model session (no per-stream copy of the
 weights, no oversubscribed inference threads) and, on a GPU, one batched run.
 
 Fail closed: an engine error is raised to every stream of that batch as an
@@ -24,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from streamer.core.errors import DetectorClosedError, DetectorTimeoutError, EngineError, FawnError
-from streamer.core.types import FaceDetections, Image
+from streamer.core.types import FaceDetections, FloatArray, Image
 from streamer.stages.detect import BatchDetector
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Request:
     image: Image
+    regions: FloatArray | None = None  # a second look at these boxes (``detect_regions``), not the frame
     done: threading.Event = field(default_factory=threading.Event)
     result: FaceDetections | None = None
     error: FawnError | None = None
@@ -52,6 +54,7 @@ class BatchingDetector:
         self.streams = 1  # how many streams submit frames: the batch is full when each has one waiting
         self.batches = 0
         self.frames = 0
+        self.looks = 0  # second looks run (detect_regions requests)
         self._pending: deque[_Request] = deque()
         self._running: list[_Request] = []  # the batch in the engine now
         self._cond = threading.Condition()
@@ -59,9 +62,23 @@ class BatchingDetector:
         self._thread = threading.Thread(target=self._run, name="fawn-detect", daemon=True)
         self._thread.start()
 
+    @property
+    def max_side(self) -> int | None:
+        """The shared detector's ``max_side`` (the second look sizes its faces in network pixels)."""
+        return getattr(self.detector, "max_side", None)
+
     def detect(self, image: Image) -> FaceDetections:
         """This frame's faces, detected in a batch with other streams' frames."""
-        request = _Request(image)
+        return self._submit(_Request(image))
+
+    def detect_regions(self, image: Image, boxes: FloatArray) -> FaceDetections:
+        """The shared detector's second look at ``boxes`` of ``image`` (none if it has no
+        ``detect_regions``), run on the detection thread; same errors and timeout as :meth:`detect`."""
+        if len(boxes) == 0 or getattr(self.detector, "detect_regions", None) is None:
+            return FaceDetections.empty()
+        return self._submit(_Request(image, regions=boxes))
+
+    def _submit(self, request: _Request) -> FaceDetections:
         with self._cond:
             if self._closed:
                 raise DetectorClosedError("the shared detector is closed")
@@ -132,23 +149,39 @@ class BatchingDetector:
             return batch
 
     def _detect(self, batch: list[_Request]) -> None:
-        if not batch:
-            return
+        frames = [r for r in batch if r.regions is None]
         try:
-            results = self.detector.detect_batch([r.image for r in batch])
-        except Exception as exc:  # noqa: BLE001 - every stream of the batch fails closed
-            error = exc if isinstance(exc, FawnError) else EngineError(f"detector failed: {type(exc).__name__}: {exc}")
-            log.debug("batch of %d failed: %s", len(batch), error)
+            if frames:
+                self._run_frames(frames)
             for request in batch:
-                self._finish(request, error=error)
-            return
+                if request.regions is not None:
+                    self._run_regions(request)
         finally:
             with self._cond:
                 self._running = []
+
+    def _run_frames(self, frames: list[_Request]) -> None:
+        try:
+            results = self.detector.detect_batch([r.image for r in frames])
+        except Exception as exc:  # noqa: BLE001 - every stream of the batch fails closed
+            error = _engine_error(exc)
+            log.debug("batch of %d failed: %s", len(frames), error)
+            for request in frames:
+                self._finish(request, error=error)
+            return
         self.batches += 1
-        self.frames += len(batch)
-        for request, result in zip(batch, results):
+        self.frames += len(frames)
+        for request, result in zip(frames, results):
             self._finish(request, result=result)
+
+    def _run_regions(self, request: _Request) -> None:
+        try:
+            result: FaceDetections = self.detector.detect_regions(request.image, request.regions)  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - the caller fails closed (its tracks coast)
+            self._finish(request, error=_engine_error(exc))
+            return
+        self.looks += 1
+        self._finish(request, result=result)
 
     def _finish(self, request: _Request, result: FaceDetections | None = None, error: FawnError | None = None) -> None:
         """Hand ``request`` its result or error; the first answer wins (close and the engine may race)."""
@@ -157,3 +190,7 @@ class BatchingDetector:
                 return
             request.result, request.error = result, error
             request.done.set()
+
+
+def _engine_error(exc: Exception) -> FawnError:
+    return exc if isinstance(exc, FawnError) else EngineError(f"detector failed: {type(exc).__name__}: {exc}")

@@ -67,6 +67,7 @@ class CenterFaceDetector:
         edge_pad: float = 0.0,
         pad_mode: str = "reflect",
         edge_threshold: float | None = None,
+        recheck_threshold: float = 0.0,
     ) -> None:
         if pad_mode not in PAD_MODES:
             raise ConfigError(f"detector.pad_mode: '{pad_mode}' is not valid (choices: {', '.join(PAD_MODES)})")
@@ -82,6 +83,7 @@ class CenterFaceDetector:
         self.edge_pad = edge_pad
         self.pad_mode = pad_mode
         self.edge_threshold = threshold if edge_threshold is None else min(edge_threshold, threshold)
+        self.recheck_threshold = recheck_threshold if 0 < recheck_threshold < threshold else 0.0
         self.model_path = path
 
     def detect(self, image: Image) -> FaceDetections:
@@ -99,17 +101,38 @@ class CenterFaceDetector:
             out = self.engine.run({self._input: batch})
             for row, i in enumerate(members):
                 heads = [out[name][row] for name in self._outputs]
-                results[i] = self._postprocess(heads, shape[2:], prepared[i], images[i].shape)
+                found, passed = self._postprocess(heads, shape[2:], prepared[i], images[i].shape)
+                results[i] = self._recheck(images[i], found, passed)
         return [results[i] for i in range(len(images))]
+
+    def _recheck(self, image: Image, found: FaceDetections, passed: np.ndarray) -> FaceDetections:
+        """The detections that passed, plus the candidates (``recheck_threshold`` <= score, not
+        passed) on which a closer look (:meth:`detect_regions`) finds a face at ``threshold``."""
+        candidates = np.flatnonzero(~passed & (found.score >= self.recheck_threshold))
+        if self.recheck_threshold and len(candidates):
+            candidates = candidates[np.argsort(-found.score[candidates])][:RECHECK_MAX]
+            looked = self.detect_regions(image, found.xyxy[candidates])
+            if len(looked):
+                overlap = iou_matrix(found.xyxy[candidates], looked.xyxy)
+                confirmed = overlap.max(axis=1) >= 0.3
+                rows, best = candidates[confirmed], looked.xyxy[overlap[confirmed].argmax(axis=1)]
+                passed[rows] = True
+                # the closer look measures the face better (a weak, blurred or cut face's box came out
+                # short): the row covers both boxes
+                found.xyxy[rows] = np.concatenate([np.minimum(found.xyxy[rows, :2], best[:, :2]),
+                                                   np.maximum(found.xyxy[rows, 2:], best[:, 2:])], axis=1)
+        return found[passed]
 
     def detect_regions(self, image: Image, boxes: FloatArray, threshold: float | None = None) -> FaceDetections:
         """A second look at small regions: each box [N,4] (a track the frame's pass lost) is cut out
         with its surroundings, upscaled so the face is ~REGION_FACE px to the network, and detected
-        again; faces found there, in frame pixels. All crops share one network input shape (one run)."""
+        again; faces found there, in frame pixels. Each crop is its own run of one fixed input shape
+        (a static compile on OpenVINO: half the time of a dynamic batch of crops, docs/benchmarks.md §9)."""
         if len(boxes) == 0:
             return FaceDetections.empty()
         h, w = image.shape[:2]
         side = REGION_INPUT
+        border = cv2.BORDER_REFLECT_101 if self.pad_mode == "reflect" else cv2.BORDER_CONSTANT  # as the frame pass pads
         blobs, origins = [], []
         for x1, y1, x2, y2 in boxes:
             face = max(x2 - x1, y2 - y1, 1.0)
@@ -118,14 +141,14 @@ class CenterFaceDetector:
             # the window's pixels -> the network input: face ~ side / REGION_CONTEXT px
             m = np.array([[side / window, 0, side / 2 - cx * side / window],
                           [0, side / window, side / 2 - cy * side / window]], np.float32)
-            crop = cv2.warpAffine(image, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            crop = cv2.warpAffine(image, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=border)
             blobs.append(crop.transpose(2, 0, 1)[::-1][None].astype(np.float32))
             origins.append((cx - window / 2, cy - window / 2, window / side))
-        out = self.engine.run({self._input: np.concatenate(blobs)})
         thr = self.threshold if threshold is None else threshold
         found = []
-        for row, (ox, oy, k) in enumerate(origins):
-            heat, size, offset, lms = (out[name][row] for name in self._outputs)
+        for blob, (ox, oy, k) in zip(blobs, origins):
+            out = self.engine.run({self._input: blob})
+            heat, size, offset, lms = (out[name][0] for name in self._outputs)
             b, s, lm = self._decode(heat[0], size, offset, lms, (side, side))
             keep = nms(b, s, self.nms_iou)
             ok = keep[s[keep] >= thr]
@@ -138,7 +161,8 @@ class CenterFaceDetector:
 
     def _postprocess(
         self, heads: list[np.ndarray], hw: tuple[int, ...], prepared: Prepared, shape: tuple[int, ...]
-    ) -> FaceDetections:
+    ) -> tuple[FaceDetections, np.ndarray]:
+        """The frame's detections down to the lowest score of interest, and which of them pass."""
         heat, size, offset, lms = heads
         boxes, scores, landmarks = self._decode(heat[0], size, offset, lms, hw)
         keep = nms(boxes, scores, self.nms_iou)
@@ -152,9 +176,14 @@ class CenterFaceDetector:
         inside = ((boxes[:, 2] - boxes[:, 0]) >= 2) & ((boxes[:, 3] - boxes[:, 1]) >= 2)
         # a face cut by the frame edge scores lower: it passes with edge_threshold
         cut = (raw[:, 0] < 0) | (raw[:, 1] < 0) | (raw[:, 2] > w) | (raw[:, 3] > h)
-        ok = inside & ((scores >= self.threshold) | (cut & (scores >= self.edge_threshold)))
+        passed = (scores >= self.threshold) | (cut & (scores >= self.edge_threshold))
+        # mirrored padding makes any small texture across the edge symmetric, and small symmetric
+        # blobs look like faces: a small box cut by the edge needs SMALL_CUT_SCORE (and no recheck)
+        if self.pad_mode == "reflect":
+            small = np.maximum(raw[:, 2] - raw[:, 0], raw[:, 3] - raw[:, 1]) * prepared.scale < SMALL_CUT_PX
+            inside &= ~(cut & small & (scores < SMALL_CUT_SCORE))
         landmarks = (landmarks[keep] - prepared.pad) / prepared.scale
-        return FaceDetections(boxes[ok], scores[ok], landmarks[ok])
+        return FaceDetections(boxes[inside], scores[inside], landmarks[inside]), passed[inside]
 
     def _preprocess(self, image: Image) -> Prepared:
         h, w = image.shape[:2]
@@ -176,7 +205,8 @@ class CenterFaceDetector:
     def _decode(
         self, heat: np.ndarray, size: np.ndarray, offset: np.ndarray, lms: np.ndarray, hw: tuple[int, ...]
     ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        ys, xs = np.nonzero(heat > self.edge_threshold)
+        floor = min(self.edge_threshold, self.recheck_threshold or 1.0)  # the lowest score of interest
+        ys, xs = np.nonzero(heat > floor)
         s = self.STRIDE
         bh = np.exp(size[0, ys, xs]) * s
         bw = np.exp(size[1, ys, xs]) * s
@@ -193,6 +223,9 @@ class CenterFaceDetector:
 REGION_INPUT = 128  # network input side of a region pass (px)
 REGION_CONTEXT = 3.0  # the region is this many times the face box
 REGION_GROW = 1.1  # boxes found on an upscaled crop come out ~10 % smaller than the frame pass's: grown back
+SMALL_CUT_PX = 24  # network px: a box cut by the frame edge this small ...
+SMALL_CUT_SCORE = 0.3  # ... needs this score with mirrored padding (docs/benchmarks.md §9)
+RECHECK_MAX = 8  # candidates below threshold given a closer look per frame (the highest scores)
 
 
 def _grown(boxes: FloatArray, factor: float) -> FloatArray:
@@ -260,7 +293,7 @@ def create_detector(cfg: DetectorConfig) -> BatchDetector:
     if cfg.backend == "centerface":
         engine, model = resolve_engine(cfg)
         detector = CenterFaceDetector(model, engine, cfg.device, cfg.threshold, cfg.nms_iou, cfg.max_side, cfg.threads,
-                                      cfg.edge_pad, cfg.pad_mode, cfg.edge_threshold)
+                                      cfg.edge_pad, cfg.pad_mode, cfg.edge_threshold, cfg.recheck_threshold)
         log.info("detector: CenterFace %s on %s (%s)", detector.model_path.name, engine, ", ".join(detector.engine.providers))
         return detector
     if cfg.backend == "scrfd":  # insightface's detector (buffalo_l det_10g.onnx): detector.model = pack or file

@@ -5,8 +5,10 @@ generated from real photos (:mod:`streamer.tools.stress`: small faces, rolled he
 sensor noise, faces cut by each frame edge, motion blur, exposure dips). Each
 tool runs on it as a whole process (``fawn run`` / ``deface`` in subprocesses, so
 imports and model load count for both), interleaved resolution by resolution so
-a busy machine slows all of them alike. Reported per tool and resolution: the
-whole-process fps, its ratio to deface's, start-up seconds (a 1-frame run), and
+a busy machine slows all of them alike; with ``repeat`` > 1 every tool runs that many
+times per resolution, round after round, and its fps and start-up are the medians (a
+shared VM's speed drifts by 10-20 % from minute to minute). Reported per tool and
+resolution: the whole-process fps, its ratio to deface's, start-up seconds (a 1-frame run), and
 recall per segment: a face-frame counts as hidden only when the whole face box
 is (its centre region and the whole box, :func:`streamer.tools.verify.face_hidden`).
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,6 +64,7 @@ class ToolRun:
     hidden: dict[str, int] = field(default_factory=dict)
     faces: dict[str, int] = field(default_factory=dict)
     leaked_frames: list[int] = field(default_factory=list)
+    rounds_s: list[float] = field(default_factory=list)  # whole-process seconds of every round
 
     @property
     def fps(self) -> float:
@@ -165,6 +169,7 @@ class StressOptions:
     frames_per_segment: int = 40
     deface: str | None = ""  # "" finds .venv-deface; None skips deface
     presets: tuple[str, ...] = FAWN_PRESETS
+    repeat: int = 1  # rounds per resolution: fps and start-up are the medians
     json_path: str | None = None
     plot_path: str | None = None
 
@@ -182,14 +187,14 @@ def run_stress(opts: StressOptions) -> dict[str, Any]:
         for width, height in opts.sizes:
             clip = make_clip(workdir, width, height, opts.frames_per_segment)
             tiny = one_frame(clip, workdir)
-            for tool in tools:
-                runs.append(_run_tool(tool, clip, tiny, workdir, exe))
+            runs.extend(_run_rounds(tools, clip, tiny, workdir, exe, opts.repeat))
     report = {
         "machine": machine(),
         "load_avg_at_end": _loadavg(),
         "minutes": round((time.time() - started) / 60, 1),
         "segments": list(stress.SEGMENTS),
         "frames_per_segment": opts.frames_per_segment,
+        "repeat": opts.repeat,
         "fps": FPS,
         "runs": [{**dataclasses.asdict(r), "fps": round(r.fps, 2), "recall": round(r.recall(), 4)} for r in runs],
     }
@@ -200,17 +205,35 @@ def run_stress(opts: StressOptions) -> dict[str, Any]:
     return report
 
 
-def _run_tool(tool: str, clip: StressClip, tiny: str, workdir: Path, deface: str | None) -> ToolRun:
+def _run_rounds(tools: list[str], clip: StressClip, tiny: str, workdir: Path, deface: str | None,
+                repeat: int) -> list[ToolRun]:
+    """Every tool ``repeat`` times on ``clip``, round after round; recall is measured on the first
+    round's output, fps and start-up are the medians of all rounds."""
+    runs: dict[str, ToolRun] = {}
+    startups: dict[str, list[float]] = {tool: [] for tool in tools}
+    for round_ in range(max(repeat, 1)):
+        for tool in tools:
+            startup, seconds, output = _time_tool(tool, clip, tiny, workdir, deface)
+            startups[tool].append(startup)
+            if round_ == 0:
+                runs[tool] = ToolRun(tool, f"{clip.width}x{clip.height}", len(clip.truths), seconds, startup)
+                measure(clip, output, runs[tool])
+            runs[tool].rounds_s.append(seconds)
+    for tool, run in runs.items():
+        run.seconds, run.startup_s = statistics.median(run.rounds_s), statistics.median(startups[tool])
+        log.info("%s %s: %.2f fps (rounds %s), recall %.4f, start-up %.2f s", tool, run.size, run.fps,
+                 [round(run.frames / s, 2) for s in run.rounds_s], run.recall(), run.startup_s)
+    return list(runs.values())
+
+
+def _time_tool(tool: str, clip: StressClip, tiny: str, workdir: Path, deface: str | None) -> tuple[float, float, str]:
+    """(start-up s, whole-run s, output path) of one tool on ``clip``: a 1-frame run, then the clip."""
     size = f"{clip.width}x{clip.height}"
     stem = Path(tool.replace(" ", "_")).stem
     startup_out = str(workdir / f"{stem}_one_{size}.mp4")
     startup = timed(tool_command(tool, tiny, startup_out, deface), startup_out)
     output = str(workdir / f"{stem}_{size}.mp4")
-    seconds = timed(tool_command(tool, clip.path, output, deface), output)
-    run = ToolRun(tool, size, len(clip.truths), seconds, startup)
-    measure(clip, output, run)
-    log.info("%s %s: %.2f fps, recall %.4f, start-up %.2f s", tool, size, run.fps, run.recall(), startup)
-    return run
+    return startup, timed(tool_command(tool, clip.path, output, deface), output), output
 
 
 def _loadavg() -> str:

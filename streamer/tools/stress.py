@@ -218,3 +218,25 @@ def stress_frame(photos: list[FacePhoto], size: tuple[int, int], rng: np.random.
     if condition == 5:
         frame = cv2.convertScaleAbs(frame, alpha=0.3)
     return frame
+
+
+FACE_FREE = ("chelsea", "coffee", "rocket", "coins", "page", "text", "hubble_deep_field", "immunohistochemistry",
+             "retina", "horse", "cat", "logo", "brick", "grass", "gravel", "moon", "clock", "cell")
+
+
+def face_free_photos(widths: tuple[int, ...] = (640, 1280, 1920)) -> list[tuple[str, Image]]:
+    """Real photos without a human face that ship in scikit-image (:data:`FACE_FREE`: a cat, coins,
+    coffee, text, a rocket, a galaxy field, cells, a horse...), BGR, each at every width: what a
+    detector finds on them is a false face."""
+    from skimage import data
+
+    photos = []
+    for name in FACE_FREE:
+        image = np.asarray(getattr(data, name)())
+        if image.dtype != np.uint8:
+            image = (255 * (image.astype(np.float32) / max(float(image.max()), 1.0))).astype(np.uint8)
+        image = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, 2::-1]
+        h, w = image.shape[:2]
+        for width in widths:
+            photos.append((f"{name}@{width}", cv2.resize(np.ascontiguousarray(image), (width, round(h * width / w)))))
+    return photos

@@ -67,17 +67,37 @@ def test_compiled_model_is_cached_where_asked(tmp_path: Path) -> None:
     assert out[again.outputs[0].name].shape == (1, 1, 16, 16)
 
 
-def test_first_shape_runs_static_and_others_dynamic_with_the_same_results() -> None:
-    from engines.openvino_engine import OpenVinoEngine
+def test_first_shapes_run_static_and_others_dynamic_with_the_same_results() -> None:
+    from engines.openvino_engine import STATIC_SHAPES, OpenVinoEngine
 
     engine = OpenVinoEngine(engines.builtin_model("centerface-int8"), threads=1)
     name = engine.inputs[0].name
     frame = np.random.default_rng(0).uniform(0, 255, (1, 3, 96, 128)).astype(np.float32)
     first = engine.run({name: frame})
-    other = engine.run({name: np.zeros((2, 3, 64, 64), np.float32)})  # another shape: the dynamic compile
+    for side in range(STATIC_SHAPES - 1):  # the next shapes (a region crop...) are static too
+        engine.run({name: np.zeros((1, 3, 32 + 32 * side, 32), np.float32)})
+    other = engine.run({name: np.zeros((2, 3, 64, 64), np.float32)})  # one shape too many: the dynamic compile
     again = engine.run({name: frame})
-    assert engine._static is not None and engine._static[0] == (1, 3, 96, 128)
-    assert engine._dynamic is not None
+    assert list(engine._static)[0] == (1, 3, 96, 128) and len(engine._static) == STATIC_SHAPES
+    assert engine._dynamic is not None and (2, 3, 64, 64) not in engine._static
     assert other[engine.outputs[0].name].shape[:2] == (2, 1)
     for spec in engine.outputs:
         np.testing.assert_allclose(first[spec.name], again[spec.name], atol=1e-6)
+    # a shape compiled static and the same shape on the dynamic compile give the same heatmap
+    dynamic = engine._dynamic.create_infer_request()
+    dynamic.infer({name: frame})
+    np.testing.assert_allclose(np.array(dynamic.get_output_tensor(0).data), first[engine.outputs[0].name], atol=1e-4)
+
+
+def test_loading_the_engine_skips_openvinos_model_converter() -> None:
+    """``import openvino`` would also import its model converter (``openvino.tools.ovc``: usage
+    telemetry, ~50 ms of start-up); fawn reads ONNX and never needs it, and it still imports later."""
+    import subprocess
+    import sys
+
+    code = ("import sys, engines; from engines.openvino_engine import OpenVinoEngine; "
+            "OpenVinoEngine(engines.builtin_model('centerface-int8'), threads=1); "
+            "print('ovc' if 'openvino.tools.ovc' in sys.modules else 'no-ovc'); "
+            "from openvino.tools.ovc import convert_model; print('later', callable(convert_model))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["no-ovc", "later", "True"]

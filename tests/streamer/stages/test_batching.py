@@ -202,3 +202,87 @@ def test_close_fails_every_waiting_caller_with_a_typed_error(
     with pytest.raises(DetectorClosedError):
         shared.detect(demo_frames[2][0])
     engine.gate.set()
+
+
+def _small_1080p(frames: int) -> list[tuple[Image, np.ndarray]]:
+    from streamer.tools.stress import SEGMENTS, render, segment_specs
+
+    return list(render(segment_specs(1920, 1080, frames)[SEGMENTS.index("small")]))
+
+
+def test_second_look_through_the_shared_detector_matches_the_direct_one(detector: CenterFaceDetector) -> None:
+    frame, gt = _small_1080p(1)[0]
+    boxes = (gt + np.array([-6, -6, 6, 6], np.float32)).astype(np.float32)  # where coasting tracks would be
+    shared = BatchingDetector(detector)
+    try:
+        assert shared.max_side == detector.max_side
+        got = shared.detect_regions(frame, boxes)
+    finally:
+        shared.close()
+    alone = detector.detect_regions(frame, boxes)
+    assert len(got) == len(alone) >= len(gt) - 1
+    np.testing.assert_allclose(got.xyxy, alone.xyxy, atol=0.05)
+    assert shared.looks == 1 and shared.frames == 0
+
+
+def test_every_18_px_face_frame_is_hidden_behind_the_shared_detector() -> None:
+    """The multi-stream path (``SharedModels``: one detector thread for every stream) gives the
+    second look too: every face-frame of the 1080p 18-30 px segment is hidden, as in ``fawn run``
+    (the recheck, which also refinds most of these faces, is off: the second look alone)."""
+    from streamer.core.config import load_config
+    from streamer.runtime.processor import SharedModels, build_processor
+
+    cfg = load_config("default", {"detector.threads": 1, "detector.recheck_threshold": 0})
+    shared = SharedModels(cfg)
+    processor = build_processor(cfg, shared=shared)
+    checked = 0
+    try:
+        for index, (frame, gt) in enumerate(_small_1080p(12)):
+            original = frame.copy()
+            processor.process(Frame(frame, index))
+            for box in gt:
+                assert verify.face_hidden(original, frame, box), f"frame {index}: the {box[2] - box[0]:.0f} px face shows"
+                checked += 1
+        assert shared.detector.looks >= 3  # the frame pass lost the 18 px face on these frames
+    finally:
+        processor.close()
+        shared.close()
+    assert checked == 48
+
+
+def test_a_failed_second_look_leaves_the_lost_tracks_coasting() -> None:
+    """The second look's engine fails: the frame keeps the frame pass's faces, the lost small
+    track coasts (anonymized where predicted), nothing is passed through."""
+    from streamer.core.config import load_config
+    from streamer.stages.detect import create_detector
+
+    detector = create_detector(load_config("default", {"detector.threads": 1}).detector)
+
+    class RegionsBroken:
+        max_side = detector.max_side
+
+        def detect_batch(self, images: list[Image]) -> list[FaceDetections]:
+            return detector.detect_batch(images)
+
+        def detect(self, image: Image) -> FaceDetections:
+            return detector.detect(image)
+
+        def detect_regions(self, image: Image, boxes: np.ndarray) -> FaceDetections:
+            raise RuntimeError("region engine crashed")
+
+    shared = BatchingDetector(RegionsBroken())
+    processor = _processor(shared, "blur_frame")
+    processor.second_look = 40.0
+    pairs = []
+    try:
+        for index, (frame, gt) in enumerate(_small_1080p(6)):
+            original = frame.copy()
+            processor.process(Frame(frame, index))
+            pairs.append((original, frame, gt))
+    finally:
+        processor.close()
+        shared.close()
+    assert processor.stats.detector_errors >= 1  # the look was asked for and failed...
+    assert processor.stats.frame_errors == 0  # ...without blurring the whole frame
+    report = verify.face_recall(pairs)
+    assert report.faces == 24 and report.recall == 1.0, f"faces leaked in frames {report.leaked_frames}"

@@ -120,8 +120,9 @@ def test_stress_bench_runs_fawn_as_a_process_and_reports_per_segment(tmp_path: P
     from streamer.tools.bench_stress import StressOptions, format_table, run_stress
 
     report = run_stress(StressOptions(((320, 240),), 3, deface=None, presets=("default", "default:edge_pad=0"),
-                                      json_path=str(tmp_path / "s.json")))
+                                      repeat=2, json_path=str(tmp_path / "s.json")))
     runs = report["runs"]
+    assert all(len(r["rounds_s"]) == 2 and min(r["rounds_s"]) <= r["seconds"] <= max(r["rounds_s"]) for r in runs)
     assert [r["tool"].split("/")[-1] for r in runs][0] == "fawn default"
     assert len(runs) == 2 and all(sum(r["faces"].values()) > 20 for r in runs)
     assert set(runs[0]["faces"]) == {"small", "tilt", "noise", "edges", "blur", "dark"}
