@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from typing import Any
@@ -96,6 +95,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         sys.stdout.write(f"fawn serve: open {url}\n")
         sys.stdout.flush()
+
+    import asyncio  # here, not at the top: every command's start-up would pay ~20 ms for it
 
     asyncio.run(_serve_until_signal(cfg, options, ready))
     return 0

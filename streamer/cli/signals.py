@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # asyncio is imported by the one command that uses it (``fawn serve``): ~20 ms of start-up
+    import asyncio
 
 log = logging.getLogger("fawn")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -33,6 +36,8 @@ def stop_on_signals() -> Iterator[threading.Event]:
 @asynccontextmanager
 async def async_stop_on_signals() -> AsyncIterator[asyncio.Event]:
     """The same for an asyncio command (``fawn serve``): SIGINT/SIGTERM set an ``asyncio.Event``."""
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for s in STOP_SIGNALS:

@@ -9,7 +9,8 @@ import scipy.optimize
 
 from streamer.stages.assign import linear_sum_assignment
 
-HEAVY = ("matplotlib", "skimage", "scipy", "torch", "diffusers", "transformers", "ray", "aiortc", "sklearn")
+HEAVY = ("matplotlib", "skimage", "scipy", "torch", "diffusers", "transformers", "ray", "aiortc", "sklearn",
+         "asyncio", "openvino.tools.ovc")  # the last two: ~20 and ~50 ms of start-up, unused by a run
 
 PROBE = """
 import sys
