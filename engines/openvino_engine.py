@@ -122,6 +122,22 @@ class OpenVinoEngine:
                 self._dynamic = self._compile(str(self._path))
             return self._dynamic
 
+    def warm(self, shapes: list[tuple[int, ...]]) -> threading.Thread:
+        """Compile for ``shapes`` on a background thread (loading a cached compile takes ~0.1 s a
+        shape), so that it overlaps opening the streams; a run that comes first waits for it. A
+        failure here is only logged: the run compiles again and raises it."""
+
+        def compile_all() -> None:
+            try:
+                for shape in shapes:
+                    self._compiled_for(shape)
+            except Exception as exc:  # noqa: BLE001 - reported by the first run instead
+                log.debug("OpenVINO warm-up failed: %s", exc)
+
+        thread = threading.Thread(target=compile_all, name="fawn-ov-warm", daemon=True)
+        thread.start()
+        return thread
+
     def _static_model(self, shape: tuple[int, ...]) -> Any:
         """The model reshaped to ``shape``: as an IR file in the cache (compiled from a path, the
         cached compile is found in ~0.17 s; from a model object it is hashed first, ~0.33 s), or

@@ -72,6 +72,7 @@ def run(
     except BaseException:
         processor.close()
         raise
+    _warm(processor, source.info)
     try:
         sink = open_sink(output_spec, source.info, cfg.io)
     except BaseException:
@@ -95,6 +96,14 @@ def run(
         finally:  # the output is finalized whatever a stage's close raised
             writer.close()
     return stats
+
+
+def _warm(processor: FrameProcessor, info: StreamInfo) -> None:
+    """The detector compiles for this stream's frame size while the output opens and the first
+    frames decode (a stream of unknown size, or a detector that cannot, skips it)."""
+    warm = getattr(processor.detector, "warm", None)
+    if warm is not None and info.width > 0 and info.height > 0:
+        warm(info.height, info.width)
 
 
 def check_not_overwriting(source_spec: str, output_spec: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -85,13 +86,28 @@ class CenterFaceDetector:
         self.edge_threshold = threshold if edge_threshold is None else min(edge_threshold, threshold)
         self.recheck_threshold = recheck_threshold if 0 < recheck_threshold < threshold else 0.0
         self.model_path = path
+        self._local = threading.local()  # per calling thread: the input blobs, reused frame after frame
+
+    def warm(self, height: int, width: int) -> None:
+        """Start compiling the engine for ``height`` x ``width`` frames and the region crops, where
+        the engine can (OpenVINO's static compiles), while the caller opens its streams."""
+        warm = getattr(self.engine, "warm", None)
+        if warm is not None:
+            warm([self._input_shape(height, width), (1, 3, REGION_INPUT, REGION_INPUT)])
+
+    def _input_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """The network input shape of a ``height`` x ``width`` frame (as :meth:`_preprocess` makes it)."""
+        scale = min(1.0, self.max_side / max(height, width))
+        rw, rh = max(32, round(width * scale)), max(32, round(height * scale))
+        pad = round(self.edge_pad * min(rw, rh))
+        return 1, 3, -(-(rh + 2 * pad) // 32) * 32, -(-(rw + 2 * pad) // 32) * 32
 
     def detect(self, image: Image) -> FaceDetections:
         return self.detect_batch([image])[0]
 
     def detect_batch(self, images: list[Image]) -> list[FaceDetections]:
         """Detect faces in several frames; frames whose input blobs have one shape share a run."""
-        prepared = [self._preprocess(image) for image in images]
+        prepared = [self._preprocess(image, slot) for slot, image in enumerate(images)]
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, p in enumerate(prepared):
             groups.setdefault(p.blob.shape, []).append(i)
@@ -185,7 +201,10 @@ class CenterFaceDetector:
         landmarks = (landmarks[keep] - prepared.pad) / prepared.scale
         return FaceDetections(boxes[inside], scores[inside], landmarks[inside]), passed[inside]
 
-    def _preprocess(self, image: Image) -> Prepared:
+    def _preprocess(self, image: Image, slot: int = 0) -> Prepared:
+        """The network input of ``image``, written into this thread's blob for its size and batch
+        ``slot`` (allocated once: a fresh zeroed 5 MB blob a frame cost ~0.3 ms more at 640x480);
+        the padding and rounding border, never written, stays zero."""
         h, w = image.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
         rw, rh = max(32, round(w * scale)), max(32, round(h * scale))
@@ -196,11 +215,19 @@ class CenterFaceDetector:
             x0 = 0
         else:
             x0 = pad  # constant: the zeros of the blob are the border
-        pw, ph = -(-(rw + 2 * pad) // 32) * 32, -(-(rh + 2 * pad) // 32) * 32
-        blob = np.zeros((1, 3, ph, pw), np.float32)
-        # BGR -> RGB planes without an intermediate copy of the whole image
-        blob[0, :, x0 : x0 + resized.shape[0], x0 : x0 + resized.shape[1]] = resized.transpose(2, 0, 1)[::-1]
+        blob = self._blob((image.shape, slot), self._input_shape(h, w))
+        y1, x1 = x0 + resized.shape[0], x0 + resized.shape[1]
+        for plane, channel in enumerate(cv2.split(resized)[::-1]):  # BGR -> RGB planes
+            blob[0, plane, x0:y1, x0:x1] = channel
         return Prepared(blob, rw / w, pad)
+
+    def _blob(self, key: tuple[object, ...], shape: tuple[int, ...]) -> np.ndarray:
+        blobs: dict[tuple[object, ...], np.ndarray] = getattr(self._local, "blobs", None) or {}
+        self._local.blobs = blobs
+        blob = blobs.get(key)
+        if blob is None or blob.shape != shape:
+            blob = blobs[key] = np.zeros(shape, np.float32)
+        return blob
 
     def _decode(
         self, heat: np.ndarray, size: np.ndarray, offset: np.ndarray, lms: np.ndarray, hw: tuple[int, ...]

@@ -101,3 +101,19 @@ def test_loading_the_engine_skips_openvinos_model_converter() -> None:
             "from openvino.tools.ovc import convert_model; print('later', callable(convert_model))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["no-ovc", "later", "True"]
+
+
+def test_warm_compiles_the_frame_and_region_shapes_in_the_background() -> None:
+    """``fawn run`` asks the detector to compile for the stream's size as soon as the source is
+    open: the frame shape the detector will feed and the region crop's are compiled static."""
+    import threading
+
+    from streamer.stages.detect import REGION_INPUT, CenterFaceDetector
+
+    detector = CenterFaceDetector(engines.builtin_model("centerface-int8"), "openvino", threads=1, edge_pad=0.1)
+    before = set(threading.enumerate())
+    detector.warm(480, 640)
+    for thread in set(threading.enumerate()) - before:
+        thread.join(timeout=60)
+    blob = detector._preprocess(np.zeros((480, 640, 3), np.uint8)).blob
+    assert set(detector.engine._static) == {blob.shape, (1, 3, REGION_INPUT, REGION_INPUT)}  # type: ignore[attr-defined]
