@@ -7,7 +7,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import cv2
 import numpy as np
@@ -35,6 +35,17 @@ class BatchDetector(Detector, Protocol):
     """A detector that can also take several frames in one call (one result per frame)."""
 
     def detect_batch(self, images: list[Image]) -> list[FaceDetections]: ...
+
+
+class Layout(NamedTuple):
+    """How a frame becomes the network input: shrunk by ``scale`` to ``width`` x ``height``,
+    padded by ``pad`` px on every side, in a blob of ``shape`` (sides rounded up to 32)."""
+
+    scale: float
+    width: int
+    height: int
+    pad: int
+    shape: tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -88,19 +99,22 @@ class CenterFaceDetector:
         self.model_path = path
         self._local = threading.local()  # per calling thread: the input blobs, reused frame after frame
 
-    def warm(self, height: int, width: int) -> None:
+    def warm(self, height: int, width: int) -> threading.Thread | None:
         """Start compiling the engine for ``height`` x ``width`` frames and the region crops, where
-        the engine can (OpenVINO's static compiles), while the caller opens its streams."""
+        the engine can (OpenVINO's static compiles), while the caller opens its streams; the
+        compiling thread, or None."""
         warm = getattr(self.engine, "warm", None)
-        if warm is not None:
-            warm([self._input_shape(height, width), (1, 3, REGION_INPUT, REGION_INPUT)])
+        if warm is None:
+            return None
+        thread: threading.Thread = warm([self._layout(height, width).shape, (1, 3, REGION_INPUT, REGION_INPUT)])
+        return thread
 
-    def _input_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
-        """The network input shape of a ``height`` x ``width`` frame (as :meth:`_preprocess` makes it)."""
+    def _layout(self, height: int, width: int) -> Layout:
+        """How a ``height`` x ``width`` frame becomes the network input (:class:`Layout`)."""
         scale = min(1.0, self.max_side / max(height, width))
         rw, rh = max(32, round(width * scale)), max(32, round(height * scale))
         pad = round(self.edge_pad * min(rw, rh))
-        return 1, 3, -(-(rh + 2 * pad) // 32) * 32, -(-(rw + 2 * pad) // 32) * 32
+        return Layout(scale, rw, rh, pad, (1, 3, -(-(rh + 2 * pad) // 32) * 32, -(-(rw + 2 * pad) // 32) * 32))
 
     def detect(self, image: Image) -> FaceDetections:
         return self.detect_batch([image])[0]
@@ -206,16 +220,14 @@ class CenterFaceDetector:
         ``slot`` (allocated once: a fresh zeroed 5 MB blob a frame cost ~0.3 ms more at 640x480);
         the padding and rounding border, never written, stays zero."""
         h, w = image.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
-        rw, rh = max(32, round(w * scale)), max(32, round(h * scale))
+        scale, rw, rh, pad, shape = self._layout(h, w)
         resized = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA) if scale != 1.0 else image
-        pad = round(self.edge_pad * min(rw, rh))
         if pad and self.pad_mode == "reflect":
             resized = cv2.copyMakeBorder(resized, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
             x0 = 0
         else:
             x0 = pad  # constant: the zeros of the blob are the border
-        blob = self._blob((image.shape, slot), self._input_shape(h, w))
+        blob = self._blob((image.shape, slot), shape)
         y1, x1 = x0 + resized.shape[0], x0 + resized.shape[1]
         for plane, channel in enumerate(cv2.split(resized)[::-1]):  # BGR -> RGB planes
             blob[0, plane, x0:y1, x0:x1] = channel

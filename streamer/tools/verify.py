@@ -39,30 +39,31 @@ def _band(gray: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(g, (0, 0), 0.8) - cv2.GaussianBlur(g, (0, 0), 2.5)
 
 
-def _band_of(image: Image, window: tuple[int, int, int, int], context: tuple[int, int, int, int]) -> np.ndarray:
-    """The band-passed grey ``window`` of ``image``, filtered on the larger ``context`` (the whole
-    face box) and then cut out: a filter run on the bare inner crop would invent detail at the
-    crop's own borders (on a face cut to a 10-px strip by the frame edge, that border detail was
-    most of the signal). Pixels outside the face box are never used."""
-    x1, y1, x2, y2 = window
-    cx1, cy1, cx2, cy2 = context
-    band = _band(cv2.cvtColor(image[cy1:cy2, cx1:cx2], cv2.COLOR_BGR2GRAY))
-    return band[y1 - cy1 : y2 - cy1, x1 - cx1 : x2 - cx1].ravel()
+def _box_bands(original: Image, output: Image, box: FloatArray) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """Both frames' band-passed grey face box, and the box's top-left corner. Filtered on the whole
+    box once, the inner window is then cut out of it (:func:`_pair`): a filter run on the bare
+    inner crop would invent detail at the crop's own borders (on a face cut to a 10-px strip by
+    the frame edge, that border detail was most of the signal). Pixels outside the box are never used."""
+    x1, y1, x2, y2 = _inner(box, original.shape, 0.0)
+    if x2 - x1 < 4 or y2 - y1 < 4:  # no window of it is checked (:func:`_pair`): nothing to filter
+        empty = np.zeros((0, 0), np.float32)
+        return empty, empty, (x1, y1)
+    a, b = (_band(cv2.cvtColor(image[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY)) for image in (original, output))
+    return a, b, (x1, y1)
 
 
-def _band_pair(original: Image, output: Image, box: FloatArray, shrink: float) -> tuple[np.ndarray, np.ndarray] | None:
-    window, context = _inner(box, original.shape, shrink), _inner(box, original.shape, 0.0)
-    x1, y1, x2, y2 = window
+def _pair(bands: tuple[np.ndarray, np.ndarray, tuple[int, int]], box: FloatArray, shape: tuple[int, ...],
+          shrink: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The mean-free band of both frames over the box shrunk by ``shrink``; None under 4 px."""
+    x1, y1, x2, y2 = _inner(box, shape, shrink)
     if x2 - x1 < 4 or y2 - y1 < 4:
         return None
-    a, b = _band_of(original, window, context), _band_of(output, window, context)
+    a, b, (ox, oy) = bands
+    a, b = a[y1 - oy : y2 - oy, x1 - ox : x2 - ox].ravel(), b[y1 - oy : y2 - oy, x1 - ox : x2 - ox].ravel()
     return a - a.mean(), b - b.mean()
 
 
-def detail_correlation(original: Image, output: Image, box: FloatArray, shrink: float = 0.15) -> float:
-    """Correlation of the band-passed face region of two frames (1 = detail intact); by default
-    the inner 70 % of the box (eyes, nose, mouth), ``shrink=0`` for the whole box."""
-    pair = _band_pair(original, output, box, shrink)
+def _correlation(pair: tuple[np.ndarray, np.ndarray] | None) -> float:
     if pair is None:
         return 0.0
     a, b = pair
@@ -70,11 +71,7 @@ def detail_correlation(original: Image, output: Image, box: FloatArray, shrink: 
     return float((a * b).sum() / denom) if denom > 1e-6 else 0.0
 
 
-def detail_kept(original: Image, output: Image, box: FloatArray, shrink: float = 0.0) -> float:
-    """How much of the original's band-passed detail the output still carries over the whole box:
-    the output's detail projected on the original's (1 = all of it, 0 = none). Unlike the
-    correlation it does not count a faint, blurred trace of the face's outline as its detail."""
-    pair = _band_pair(original, output, box, shrink)
+def _kept(pair: tuple[np.ndarray, np.ndarray] | None) -> float:
     if pair is None:
         return 0.0
     a, b = pair
@@ -82,13 +79,28 @@ def detail_kept(original: Image, output: Image, box: FloatArray, shrink: float =
     return float((a * b).sum() / energy) if energy > 1e-6 else 0.0
 
 
+def detail_correlation(original: Image, output: Image, box: FloatArray, shrink: float = 0.15) -> float:
+    """Correlation of the band-passed face region of two frames (1 = detail intact); by default
+    the inner 70 % of the box (eyes, nose, mouth), ``shrink=0`` for the whole box."""
+    return _correlation(_pair(_box_bands(original, output, box), box, original.shape, shrink))
+
+
+def detail_kept(original: Image, output: Image, box: FloatArray, shrink: float = 0.0) -> float:
+    """How much of the original's band-passed detail the output still carries over the whole box:
+    the output's detail projected on the original's (1 = all of it, 0 = none). Unlike the
+    correlation it does not count a faint, blurred trace of the face's outline as its detail."""
+    return _kept(_pair(_box_bands(original, output, box), box, original.shape, shrink))
+
+
 def face_hidden(original: Image, output: Image, box: FloatArray) -> bool:
     """Hidden when neither the inner face nor the whole box (an exposed chin, forehead or corner
-    is a leak) keeps the original's detail."""
-    if detail_correlation(original, output, box) >= DETAIL_THRESHOLD and detail_kept(original, output, box, 0.15) >= NOISE_KEPT:
+    is a leak) keeps the original's detail (both frames' box is band-passed once for all four checks)."""
+    bands = _box_bands(original, output, box)
+    inner = _pair(bands, box, original.shape, 0.15)
+    if _correlation(inner) >= DETAIL_THRESHOLD and _kept(inner) >= NOISE_KEPT:
         return False
-    whole = detail_correlation(original, output, box, shrink=0.0)
-    return whole < DETAIL_THRESHOLD or detail_kept(original, output, box) < KEPT_THRESHOLD
+    whole = _pair(bands, box, original.shape, 0.0)
+    return _correlation(whole) < DETAIL_THRESHOLD or _kept(whole) < KEPT_THRESHOLD
 
 
 def background_psnr(original: Image, output: Image, boxes: FloatArray, margin: float = 0.8) -> float:

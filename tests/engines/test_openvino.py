@@ -106,14 +106,11 @@ def test_loading_the_engine_skips_openvinos_model_converter() -> None:
 def test_warm_compiles_the_frame_and_region_shapes_in_the_background() -> None:
     """``fawn run`` asks the detector to compile for the stream's size as soon as the source is
     open: the frame shape the detector will feed and the region crop's are compiled static."""
-    import threading
-
     from streamer.stages.detect import REGION_INPUT, CenterFaceDetector
 
     detector = CenterFaceDetector(engines.builtin_model("centerface-int8"), "openvino", threads=1, edge_pad=0.1)
-    before = set(threading.enumerate())
-    detector.warm(480, 640)
-    for thread in set(threading.enumerate()) - before:
-        thread.join(timeout=60)
+    thread = detector.warm(480, 640)
+    assert thread is not None
+    thread.join(timeout=60)
     blob = detector._preprocess(np.zeros((480, 640, 3), np.uint8)).blob
     assert set(detector.engine._static) == {blob.shape, (1, 3, REGION_INPUT, REGION_INPUT)}  # type: ignore[attr-defined]
