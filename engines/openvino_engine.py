@@ -105,6 +105,7 @@ class OpenVinoEngine:
         self._model = model
         self._static: dict[tuple[int, ...], Any] = {}  # shape -> compiled: the first STATIC_SHAPES shapes
         self._dynamic: Any = None
+        self._warming: threading.Thread | None = None
         self._lock = threading.Lock()
         self._local = threading.local()  # infer requests per calling thread
 
@@ -125,7 +126,8 @@ class OpenVinoEngine:
     def warm(self, shapes: list[tuple[int, ...]]) -> threading.Thread:
         """Compile for ``shapes`` on a background thread (loading a cached compile takes ~0.1 s a
         shape), so that it overlaps opening the streams; a run that comes first waits for it. A
-        failure here is only logged: the run compiles again and raises it."""
+        failure here is only logged: the run compiles again and raises it. :meth:`close` waits for
+        the thread (a process that exits while OpenVINO compiles aborts: ``std::terminate``)."""
 
         def compile_all() -> None:
             try:
@@ -134,9 +136,14 @@ class OpenVinoEngine:
             except Exception as exc:  # noqa: BLE001 - reported by the first run instead
                 log.debug("OpenVINO warm-up failed: %s", exc)
 
-        thread = threading.Thread(target=compile_all, name="fawn-ov-warm", daemon=True)
+        thread = self._warming = threading.Thread(target=compile_all, name="fawn-ov-warm", daemon=True)
         thread.start()
         return thread
+
+    def close(self) -> None:
+        """Wait for a :meth:`warm` compile still running; the engine stays usable."""
+        if self._warming is not None:
+            self._warming.join()
 
     def _static_model(self, shape: tuple[int, ...]) -> Any:
         """The model reshaped to ``shape``: as an IR file in the cache (compiled from a path, the

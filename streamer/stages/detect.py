@@ -109,6 +109,12 @@ class CenterFaceDetector:
         thread: threading.Thread = warm([self._layout(height, width).shape, (1, 3, REGION_INPUT, REGION_INPUT)])
         return thread
 
+    def close(self) -> None:
+        """Let the engine finish what :meth:`warm` started (``fawn run`` closes its detector at the end)."""
+        close = getattr(self.engine, "close", None)
+        if close is not None:
+            close()
+
     def _layout(self, height: int, width: int) -> Layout:
         """How a ``height`` x ``width`` frame becomes the network input (:class:`Layout`)."""
         scale = min(1.0, self.max_side / max(height, width))

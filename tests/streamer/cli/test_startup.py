@@ -43,3 +43,28 @@ def test_assignment_equals_scipy_on_random_matrices() -> None:
         assert len(r2) == len(r1) == min(n, m)
         assert np.isclose(cost[r2, c2].sum(), cost[r1, c1].sum())
         assert len(set(r2.tolist())) == len(r2) and len(set(c2.tolist())) == len(c2)
+
+
+def test_a_one_frame_run_with_nothing_compiled_exits_cleanly(tmp_path: Path) -> None:
+    """The detector's compiles (the frame's shape, then the region crops') start on a background
+    thread when the source opens; a run that ends before they do (one face-free frame: no crop is
+    ever needed; an empty OpenVINO cache) waits for them: a process that exited while OpenVINO
+    compiled aborted (``terminate called without an active exception``, exit -6)."""
+    import os
+
+    import av
+
+    clip = tmp_path / "empty.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=15)
+        stream.width, stream.height, stream.pix_fmt = 352, 288, "yuv420p"  # type: ignore[union-attr]
+        frame = np.full((288, 352, 3), 90, np.uint8)
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))  # type: ignore[union-attr]
+        container.mux(stream.encode(None))  # type: ignore[union-attr]
+    for attempt in range(4):
+        out = tmp_path / f"one{attempt}.mp4"
+        env = {**os.environ, "FAWN_CACHE": str(tmp_path / f"cache{attempt}")}
+        proc = subprocess.run([sys.executable, "-m", "streamer.cli", "run", str(clip), "-o", str(out), "--no-progress"],
+                              capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert out.stat().st_size > 0
